@@ -1,1 +1,6 @@
 """The public op API. Each op is also registered as ``torch.ops.lidsplit.<name>``."""
+
+from lidsplit.ops import reference
+from lidsplit.ops.masked_sum import masked_sum
+
+__all__ = ["reference", "masked_sum"]
