@@ -1,0 +1,65 @@
+"""Built-in search spaces: NAS-Bench-201, DARTS, MobileNet/ProxylessNAS supernets (small defaults)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lidsplit.spaces.common import Supernet
+from lidsplit.spaces.darts import (
+    DARTS_OPS,
+    DARTS_SPACE,
+    Genotype,
+    arch_to_genotype,
+    canonical_genotype,
+    darts,
+    darts_space,
+    derive_genotype,
+    genotype_to_arch,
+    parse_genotype,
+)
+from lidsplit.spaces.mobilenet import mobilenet
+from lidsplit.spaces.nb201 import NB201_EDGES, NB201_OPS, NB201_SPACE, from_nb201_string, nb201, to_nb201_string
+
+_BUILDERS = {
+    "nb201": nb201,
+    "nasbench201": nb201,
+    "darts": darts,
+    "mobilenet": mobilenet,
+    "proxyless": mobilenet,
+    "proxylessnas": mobilenet,
+}
+
+SPACES: tuple[str, ...] = ("nb201", "darts", "mobilenet")
+
+
+def build(name: str, **kw) -> nn.Module:
+    """Build a built-in supernet by name (nb201 | darts | mobilenet; aliases nasbench201, proxyless)."""
+    try:
+        fn = _BUILDERS[name.lower().replace("-", "").replace("_", "")]
+    except (KeyError, AttributeError):
+        raise ValueError(f"lidsplit: unknown search space {name!r}; choose from {list(SPACES)}") from None
+    return fn(**kw)
+
+
+__all__ = [
+    "DARTS_OPS",
+    "DARTS_SPACE",
+    "Genotype",
+    "NB201_EDGES",
+    "NB201_OPS",
+    "NB201_SPACE",
+    "SPACES",
+    "Supernet",
+    "arch_to_genotype",
+    "build",
+    "canonical_genotype",
+    "darts",
+    "darts_space",
+    "derive_genotype",
+    "from_nb201_string",
+    "genotype_to_arch",
+    "mobilenet",
+    "nb201",
+    "parse_genotype",
+    "to_nb201_string",
+]
