@@ -12,3 +12,36 @@ int device_count(std::string& why);
 int runtime_version();
 
 }  // namespace lidsplit::cuda
+
+// ---- masked_sum (csrc/cuda/masked_sum.cu) and gradient gram (csrc/cuda/gradient.cu) -------------
+// Dtype arguments are lidsplit::FloatKind values (csrc/include/lidsplit/reduce.h) as int. All pointers
+// are device pointers on `device`; weights are read on the device (no host sync). Launch failures
+// throw std::runtime_error naming the kernel.
+namespace lidsplit::cuda {
+
+// out = sum_j w[g, j] * xs[j] per group (see lidsplit::cpu::masked_sum); w has kind w_kind (float32 or
+// the inputs' kind), row-major (groups, n). A zero weight skips the load of that input.
+void masked_sum(int device, int kind, const void* const* xs, int64_t n, const void* w, int w_kind, int64_t groups,
+                int64_t group_numel, void* out, std::uintptr_t stream);
+// outs[j][g-slice] = w[g, j] * grad[g-slice]; zero weight -> zeros, grad not read.
+void masked_sum_spread(int device, int kind, const void* grad, int64_t n, const void* w, int w_kind,
+                       int64_t groups, int64_t group_numel, void* const* outs, std::uintptr_t stream);
+// out[g*n + j] = <xs[j][g-slice], grad[g-slice]> (float64); ws: masked_sum_wgrad_workspace(groups, n)
+// doubles of device scratch.
+void masked_sum_wgrad(int device, int kind, const void* const* xs, int64_t n, const void* grad, int64_t groups,
+                      int64_t group_numel, double* ws, double* out, std::uintptr_t stream);
+int64_t masked_sum_wgrad_workspace(int64_t groups, int64_t n);
+
+// One parameter of the gradient gram: n device pointers (nullptr = missing, counts as zeros).
+struct GramParamDev {
+  int kind;
+  int64_t numel;
+  const void* const* ptrs;  // host array of n device pointers
+};
+// out (n x n float64, device) = gram of the n vectors, or their cosine matrix when `cosine`
+// (lidsplit::cosine_from_gram); ws: gradient_gram_workspace(n) doubles of device scratch.
+void gradient_gram(int device, const GramParamDev* params, int64_t num_params, int64_t n, bool cosine, double* ws,
+                   double* out, std::uintptr_t stream);
+int64_t gradient_gram_workspace(int64_t n);
+
+}  // namespace lidsplit::cuda

@@ -1,6 +1,7 @@
 """The public op API. Each op is also registered as ``torch.ops.lidsplit.<name>``."""
 
 from lidsplit.ops import reference
+from lidsplit.ops.gradient import gradient_cosine, gradient_gram
 from lidsplit.ops.masked_sum import masked_sum
 
-__all__ = ["reference", "masked_sum"]
+__all__ = ["reference", "masked_sum", "gradient_cosine", "gradient_gram"]

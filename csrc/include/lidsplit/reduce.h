@@ -1,0 +1,269 @@
+// Per-element logic shared by the CPU (.cpp) and CUDA (.cu) kernels of the masked_sum and gradient
+// ops: storage types and their conversions to the accumulation type, the accumulation of pair
+// products, and the final cosine from a gram matrix. No pybind11, no Python; CUDA headers only when
+// compiled by nvcc (device-side fp16 conversions use the hardware instructions there).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "lidsplit/common.h"
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+#endif
+
+#include <cmath>
+
+namespace lidsplit {
+
+// The floating dtypes these ops accept, as plain integers so that launch.h stays free of pybind11.
+enum class FloatKind : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
+
+// 16-bit storage types: raw bits, converted explicitly.
+struct half_t {
+  uint16_t bits;
+};
+struct bfloat16_t {
+  uint16_t bits;
+};
+
+LIDSPLIT_HD float bits_to_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
+
+LIDSPLIT_HD uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+
+// IEEE binary16 -> binary32, exact (subnormals, inf and NaN included).
+LIDSPLIT_HD float half_bits_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1fu) return bits_to_float(sign | 0x7f800000u | (mant << 13));
+  if (exp == 0) {
+    // zero or subnormal: mant * 2^-24, exact in float32
+    const float mag = static_cast<float>(mant) * 5.9604644775390625e-08f;
+    return sign ? -mag : mag;
+  }
+  return bits_to_float(sign | ((exp + 112u) << 23) | (mant << 13));
+#endif
+}
+
+// binary32 -> binary16, round to nearest even; overflow to inf, NaN stays NaN (quiet).
+LIDSPLIT_HD uint16_t float_to_half_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
+  uint32_t u = float_to_bits(f);
+  const uint32_t sign = u & 0x80000000u;
+  u ^= sign;
+  uint32_t o;
+  if (u >= 0x47800000u) {  // >= 2^16: inf (65520 <= |f| < 65536 overflows in the normal path)
+    o = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  } else if (u < 0x38800000u) {  // below 2^-14: subnormal half or zero; let the FPU round
+    const float magic = bits_to_float(0x3f000000u);  // 0.5: its ulp is 2^-24, the subnormal step
+    o = float_to_bits(bits_to_float(u) + magic) - 0x3f000000u;
+  } else {
+    const uint32_t mant_odd = (u >> 13) & 1u;
+    u += 0xc8000fffu;  // rebias the exponent (-112 << 23) and add the rounding bias
+    u += mant_odd;
+    o = u >> 13;
+  }
+  return static_cast<uint16_t>(o | (sign >> 16));
+#endif
+}
+
+LIDSPLIT_HD float bf16_bits_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
+
+// binary32 -> bfloat16, round to nearest even; NaN stays NaN (quiet).
+LIDSPLIT_HD uint16_t float_to_bf16_bits(float f) {
+  const uint32_t u = float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Storage traits: the accumulation type of a storage type and the conversions to and from it.
+// float32/float16/bfloat16 accumulate in float32, float64 in float64.
+template <class T>
+struct Scalar;
+
+template <>
+struct Scalar<float> {
+  using acc = float;
+  static constexpr FloatKind kind = FloatKind::kFloat32;
+  LIDSPLIT_HD static float to_acc(float v) { return v; }
+  LIDSPLIT_HD static double to_double(float v) { return v; }
+  LIDSPLIT_HD static float from_acc(float a) { return a; }
+};
+
+template <>
+struct Scalar<double> {
+  using acc = double;
+  static constexpr FloatKind kind = FloatKind::kFloat64;
+  LIDSPLIT_HD static double to_acc(double v) { return v; }
+  LIDSPLIT_HD static double to_double(double v) { return v; }
+  LIDSPLIT_HD static double from_acc(double a) { return a; }
+};
+
+template <>
+struct Scalar<half_t> {
+  using acc = float;
+  static constexpr FloatKind kind = FloatKind::kFloat16;
+  LIDSPLIT_HD static float to_acc(half_t v) { return half_bits_to_float(v.bits); }
+  LIDSPLIT_HD static double to_double(half_t v) { return half_bits_to_float(v.bits); }
+  LIDSPLIT_HD static half_t from_acc(float a) { return half_t{float_to_half_bits(a)}; }
+};
+
+template <>
+struct Scalar<bfloat16_t> {
+  using acc = float;
+  static constexpr FloatKind kind = FloatKind::kBFloat16;
+  LIDSPLIT_HD static float to_acc(bfloat16_t v) { return bf16_bits_to_float(v.bits); }
+  LIDSPLIT_HD static double to_double(bfloat16_t v) { return bf16_bits_to_float(v.bits); }
+  LIDSPLIT_HD static bfloat16_t from_acc(float a) { return bfloat16_t{float_to_bf16_bits(a)}; }
+};
+
+// Read element i of a typed buffer as `A` (float or double). A null pointer reads as zero: that is
+// how a skipped (zero-weight) or missing (None) input is represented.
+template <class A, class T>
+LIDSPLIT_HD A load_as(const T* p, int64_t i) {
+  return static_cast<A>(Scalar<T>::to_acc(p[i]));
+}
+
+// Read a weight stored as float32 or as the inputs' dtype, into the accumulation type.
+template <class A>
+LIDSPLIT_HD A load_weight(const void* w, FloatKind kind, int64_t i) {
+  switch (kind) {
+    case FloatKind::kFloat32: return static_cast<A>(static_cast<const float*>(w)[i]);
+    case FloatKind::kFloat16: return static_cast<A>(Scalar<half_t>::to_acc(static_cast<const half_t*>(w)[i]));
+    case FloatKind::kBFloat16:
+      return static_cast<A>(Scalar<bfloat16_t>::to_acc(static_cast<const bfloat16_t*>(w)[i]));
+    default: return static_cast<A>(static_cast<const double*>(w)[i]);
+  }
+}
+
+// ---- pair products (gradient gram) --------------------------------------------------------------
+
+// Number of unordered pairs i <= j of n vectors, and the row-major index of (i, j), i <= j, in the
+// packed upper triangle.
+LIDSPLIT_HD int64_t num_pairs(int64_t n) { return n * (n + 1) / 2; }
+LIDSPLIT_HD int64_t pair_index(int64_t i, int64_t j, int64_t n) { return i * n - i * (i - 1) / 2 + (j - i); }
+
+// Dot product of a pair of vectors of length len, accumulated in double.
+LIDSPLIT_HD double pair_dot(const double* a, const double* b, int64_t len) {
+  double s = 0.0;
+#if !defined(__CUDA_ARCH__)
+#pragma omp simd reduction(+ : s)
+#endif
+  for (int64_t e = 0; e < len; ++e) s += a[e] * b[e];
+  return s;
+}
+
+// One element of n vectors (v[0..n)) added to the packed upper triangle of their pair products:
+// acc[pair_index(i, j, n)] += v[i] * v[j]. With N > 0 the loops have compile-time bounds (n == N), so
+// the CUDA kernel keeps acc in registers.
+template <int N>
+LIDSPLIT_HD void accumulate_pairs(const double* v, int n, double* acc) {
+  const int m = N > 0 ? N : n;
+  int k = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int i = 0; i < (N > 0 ? N : m); ++i) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int j = i; j < (N > 0 ? N : m); ++j) acc[k++] += v[i] * v[j];
+  }
+}
+
+// The cosine of vectors i and j from their gram entries. A zero vector (gram diagonal exactly 0) has
+// cosine 0 with every vector, itself included; any other vector has cosine exactly 1 with itself.
+// Off-diagonal values are clamped to [-1, 1] against rounding. Never NaN for finite inputs.
+LIDSPLIT_HD double cosine_from_gram(double gij, double gii, double gjj, bool diagonal) {
+  if (!(gii > 0.0) || !(gjj > 0.0)) return (gii != gii || gjj != gjj || gij != gij) ? gij + gii + gjj : 0.0;
+  if (diagonal) return 1.0;
+  double c = gij / (sqrt(gii) * sqrt(gjj));
+  return c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
+}
+
+#if defined(__CUDACC__)
+// ---- CUDA-only helpers of the .cu files ---------------------------------------------------------
+
+// Throws std::runtime_error naming the kernel when the last launch failed.
+inline void check_launch(const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("lidsplit: CUDA kernel ") + kernel + " failed: " + cudaGetErrorName(err) +
+                             ": " + cudaGetErrorString(err));
+}
+
+// Makes `device` current for the scope (the tensors' device, which need not be the current one).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    cudaGetDevice(&prev_);
+    if (prev_ != device) {
+      const cudaError_t err = cudaSetDevice(device);
+      if (err != cudaSuccess)
+        throw std::runtime_error("lidsplit: cannot select CUDA device " + std::to_string(device) + ": " +
+                                 cudaGetErrorString(err));
+    }
+    device_ = device;
+  }
+  ~DeviceScope() {
+    if (prev_ != device_) cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+  int device_ = 0;
+};
+
+// Sum over the block of each of K per-thread values; thread k < K returns the total of component k
+// (the others return 0). blockDim.x must be a multiple of 32 and at most 1024; `smem` holds K * 32
+// doubles. Fixed reduction order: deterministic.
+template <int K>
+__device__ __forceinline__ double block_reduce(const double (&v)[K], double* smem) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int nwarps = blockDim.x >> 5;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    double s = v[k];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
+    if (lane == 0) smem[k * 32 + warp] = s;
+  }
+  __syncthreads();
+  double r = 0.0;
+  if (static_cast<int>(threadIdx.x) < K)
+    for (int w = 0; w < nwarps; ++w) r += smem[threadIdx.x * 32 + w];
+  __syncthreads();
+  return r;
+}
+#endif  // __CUDACC__
+
+}  // namespace lidsplit
