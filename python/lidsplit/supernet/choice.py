@@ -95,6 +95,12 @@ class Choice(nn.Module):
             raise NotImplementedError(f"{type(self).__name__} must override run_op (it has no op modules)")
         return self.ops[index](*inputs, **kwargs)
 
+    def fixed(self, index: int) -> nn.Module:
+        """A standalone module computing op `index` (used by :func:`materialize`)."""
+        if self.ops is None:
+            raise NotImplementedError(f"{type(self).__name__} must override fixed (it has no op modules)")
+        return self.ops[index]
+
     def mix(self, mixture: Mixture, *inputs, **kwargs) -> Tensor:
         """``sum_j weights[..., j] * op_j(inputs)`` over ``mixture.active`` via :func:`lidsplit.ops.masked_sum`.
 
@@ -214,6 +220,33 @@ def shared_parameters(
                 seen.add(id(p))
                 out.append(p)
     return out
+
+
+def materialize(model: nn.Module, arch) -> nn.Module:
+    """A deep copy of `model` in which every Choice is replaced by its op of `arch` (a plain network, no
+    mode needed; the other ops are dropped). ``model`` itself is left unchanged."""
+    import copy
+
+    space = search_space(model)
+    arch = space.validate_arch(arch)
+    pos = {lb: i for i, lb in enumerate(space.labels)}
+    new = copy.deepcopy(model)
+    if isinstance(new, Choice):
+        return new.fixed(arch[pos[new.label]])
+    done: dict[int, nn.Module] = {}
+
+    def walk(m: nn.Module) -> None:
+        for name, child in list(m.named_children()):
+            if isinstance(child, Choice):
+                if id(child) not in done:
+                    done[id(child)] = child.fixed(arch[pos[child.label]])
+                    walk(done[id(child)])  # nested choices inside the chosen op
+                setattr(m, name, done[id(child)])
+            else:
+                walk(child)
+
+    walk(new)
+    return new
 
 
 def zeros_like_output(x: Tensor, channels: int | None = None, stride: int = 1) -> Tensor:
