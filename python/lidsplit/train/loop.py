@@ -1,0 +1,397 @@
+"""Uniform single-path training of a sub-supernet (RSPS / SPOS), with checkpoint and resume.
+
+Each step draws one architecture uniformly inside the sub-supernet (independently per edge, uniformly
+among the edge's enabled ops; an edge with one op keeps it, unlike the authors' code that forces every
+edge to change op and crashes), runs the batch through that single path (``use_path``), and takes an
+optimiser step. Parameters of ops not on the path get no gradient and are left untouched (no weight
+decay, no momentum update: PyTorch skips parameters whose ``grad`` is ``None``).
+
+Reproducibility: the path of every step comes from a ``torch.Generator`` seeded from ``config.seed``;
+the data order comes from the loader (``TensorLoader``: a function of its seed and the epoch). The
+learning rate follows a cosine from ``lr`` to ``lr_min`` over all steps of ``epochs`` epochs (updated
+every step). On CPU, two runs with the same seeds give bit-identical weights; on GPU the usual cuDNN
+non-determinism applies.
+
+Checkpoint and resume (``checkpoint=path``): after every epoch (and every ``checkpoint_every`` steps
+if asked) the model, optimiser, step counters, path-generator state, loader-generator state (torch
+``DataLoader`` with a ``generator``), the global torch RNG states, the running metrics and the history
+are written atomically (temp file + ``os.replace``). A later call with the same path resumes where the
+last checkpoint left off and reaches the same weights as an uninterrupted run. The checkpoint records
+the identity of the run (sub-supernet, config, model parameter names/shapes, loader description); a
+checkpoint of another run is refused with an error, and a file at ``path`` that is not a lidsplit
+training checkpoint is never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lidsplit.data.core import derive_seed
+from lidsplit.supernet import SubSupernet, search_space, use_path
+from lidsplit.train._util import atomic_torch_save, logits_of, model_device, progress_bar, unpack_batch
+
+__all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet"]
+
+CKPT_MARK = "lidsplit.train_subsupernet"
+CKPT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used for this run (another run's, or not a lidsplit checkpoint)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of ``train_subsupernet`` (defaults: NAS-Bench-201's RSPS / weight-sharing search).
+
+    optimizer: ``"sgd"`` (``momentum``, ``nesterov``) or ``"adam"`` (``betas``); ``weight_decay`` is
+    L2 for SGD and Adam alike. The learning rate decays by a per-step cosine from ``lr`` to ``lr_min``
+    over ``epochs`` epochs. ``grad_clip``: max global gradient norm (None: no clipping).
+    ``seed``: seeds the path sampler (the data order is the loader's).
+    """
+
+    epochs: int
+    optimizer: str = "sgd"
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class TrainEvent:
+    """Passed to ``on_step`` (after each optimiser step) and ``on_epoch`` (after each epoch, once its
+    checkpoint is written). ``epoch`` counts from 0 (the epoch in progress / just finished); ``batch``
+    is the index of the batch within the epoch; ``step`` the global number of steps done."""
+
+    kind: str
+    epoch: int
+    batch: int
+    step: int
+    arch: tuple[int, ...] | None = None
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+
+@dataclass
+class TrainResult:
+    epochs_done: int
+    steps: int
+    finished: bool
+    history: list[dict[str, float]]
+    resumed_from: dict[str, int] | None = None
+    checkpoint: str | None = None
+
+
+# ---- identity of a run ---------------------------------------------------------------------------
+
+
+def _model_signature(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+    return h.hexdigest()[:16]
+
+
+def _loader_signature(loader: Any) -> dict[str, Any]:
+    sig: dict[str, Any] = {"type": type(loader).__name__}
+    try:
+        sig["batches"] = len(loader)
+    except TypeError:
+        sig["batches"] = None
+    ds = getattr(loader, "dataset", None)
+    if ds is not None:
+        try:
+            sig["samples"] = len(ds)
+        except TypeError:
+            pass
+        y = getattr(ds, "y", None)
+        if isinstance(y, torch.Tensor):
+            sig["labels_sha"] = hashlib.sha256(y.detach().cpu().numpy().tobytes()).hexdigest()[:16]
+    for attr in ("batch_size", "seed", "shuffle", "drop_last"):
+        v = getattr(loader, attr, None)
+        if isinstance(v, (int, bool, str)) or v is None:
+            sig[attr] = v
+    return sig
+
+
+def _identity(model: nn.Module, sub: SubSupernet, cfg: TrainConfig, loader: Any) -> dict[str, Any]:
+    return {
+        "sub": sub.to_json(),
+        "config": cfg.to_json(),
+        "model": _model_signature(model),
+        "loader": _loader_signature(loader),
+    }
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: checkpoint {json.dumps(a)[:80]} != now {json.dumps(b)[:80]}"]
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        with warnings.catch_warnings():  # a foreign file may make the unpickler warn before failing
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "not ours"
+        raise CheckpointError(
+            f"{path} exists but is not a lidsplit training checkpoint ({type(e).__name__}); refusing to "
+            "resume from it or overwrite it: pass another checkpoint path or remove the file"
+        ) from e
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_MARK:
+        raise CheckpointError(
+            f"{path} exists but is not a lidsplit training checkpoint; refusing to resume from it or overwrite "
+            "it: pass another checkpoint path or remove the file"
+        )
+    if ck.get("version") != CKPT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ck.get('version')} is not supported ({CKPT_VERSION})")
+    return ck
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def _cosine(cfg: TrainConfig, step: int, total: int) -> float:
+    if total <= 0:
+        return cfg.lr
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def _epoch_batches(loader: Any, epoch: int, start: int, gen_state: torch.Tensor | None) -> Iterator[Any]:
+    """The batches of ``epoch`` from index ``start``: ``iter_epoch`` when the loader has it, else a fresh
+    iterator (its generator first set to the epoch's start state), skipping ``start`` batches."""
+    if hasattr(loader, "iter_epoch"):
+        yield from loader.iter_epoch(epoch, start)
+        return
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    gen = getattr(loader, "generator", None)
+    if gen_state is not None and isinstance(gen, torch.Generator):
+        gen.set_state(gen_state)
+    for i, b in enumerate(loader):
+        if i >= start:
+            yield b
+
+
+def _rng_state() -> dict[str, Any]:
+    st: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["cpu"])
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def train_subsupernet(
+    model: nn.Module,
+    sub: SubSupernet,
+    loaders: Any,
+    epochs: int | None = None,
+    *,
+    config: TrainConfig | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    on_step: Callable[[TrainEvent], None] | None = None,
+    on_epoch: Callable[[TrainEvent], None] | None = None,
+    **hparams: Any,
+) -> TrainResult:
+    """Train ``model`` (a supernet, in place) by uniform single-path sampling inside ``sub``.
+
+    loaders: a ``DataLoaders`` (its ``train`` loader is used) or any iterable of ``(x, y)`` batches;
+        batches are moved to the model's device.
+    epochs / config / **hparams: ``config`` is a ``TrainConfig``; otherwise one is built from
+        ``epochs`` and ``hparams`` (its field names: ``optimizer``, ``lr``, ``lr_min``, ``momentum``,
+        ``nesterov``, ``weight_decay``, ``betas``, ``grad_clip``, ``seed``).
+    checkpoint: a file path; resumed from if it exists and belongs to this run (CheckpointError
+        otherwise), written after every epoch, and every ``checkpoint_every`` steps if given.
+    stop_after: return once this many epochs (in total) are done, keeping the schedule of ``epochs``
+        (e.g. to train in several sittings); the checkpoint then lets a later call go on.
+    progress: show tqdm bars (if tqdm is installed).
+    on_step / on_epoch: callbacks receiving a ``TrainEvent``; an exception raised there stops
+        training (the last checkpoint stays valid).
+
+    Returns a ``TrainResult`` (history: per finished epoch ``epoch`` (1-based), ``train_loss``,
+    ``train_acc`` (of the sampled paths), ``lr`` (at the epoch's last step), ``seconds``).
+    """
+    if config is None:
+        if epochs is None:
+            raise TypeError("train_subsupernet needs epochs (or config=TrainConfig(...))")
+        config = TrainConfig(epochs=epochs, **hparams)
+    elif hparams or (epochs is not None and epochs != config.epochs):
+        raise TypeError("pass either config=TrainConfig(...) or epochs and hyper-parameters, not both")
+    cfg = config
+    space = search_space(model)
+    if not isinstance(sub, SubSupernet) or sub.space != space:
+        raise ValueError(f"sub must be a SubSupernet of the model's search space {space!r}, got {sub!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
+    loader = getattr(loaders, "train", loaders)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError("the training loader yields no batches")
+    total = cfg.epochs * steps_per_epoch
+    stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
+    device = model_device(model)
+    optimizer = _make_optimizer(model, cfg)
+    path_gen = torch.Generator().manual_seed(derive_seed("train_subsupernet.paths", cfg.seed))
+    identity = _identity(model, sub, cfg, loader)
+    ck_path = Path(checkpoint) if checkpoint is not None else None
+
+    epoch, batch, step = 0, 0, 0
+    run = {"loss": 0.0, "correct": 0, "count": 0}
+    history: list[dict[str, float]] = []
+    resumed: dict[str, int] | None = None
+    gen = getattr(loader, "generator", None)
+    loader_gen_state = gen.get_state() if isinstance(gen, torch.Generator) else None
+
+    if ck_path is not None and ck_path.exists():
+        ck = _read_checkpoint(ck_path)
+        saved = json.loads(ck["identity"])
+        problems = _diff(saved, identity)
+        if problems:
+            raise CheckpointError(
+                f"{ck_path} belongs to another run; refusing to resume from it or overwrite it. Differences:\n  "
+                + "\n  ".join(problems)
+            )
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        path_gen.set_state(ck["path_generator"])
+        if ck.get("loader_generator") is not None:
+            loader_gen_state = ck["loader_generator"]
+            if isinstance(gen, torch.Generator):
+                gen.set_state(loader_gen_state)
+        _set_rng_state(ck["rng"])
+        epoch, batch, step = int(ck["epoch"]), int(ck["batch"]), int(ck["step"])
+        run = json.loads(ck["running"])
+        history = json.loads(ck["history"])
+        resumed = {"epoch": epoch, "batch": batch, "step": step}
+    elif ck_path is not None and not ck_path.parent.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {ck_path.parent} does not exist")
+
+    def save() -> None:
+        if ck_path is None:
+            return
+        atomic_torch_save({
+            "format": CKPT_MARK,
+            "version": CKPT_VERSION,
+            "identity": json.dumps(identity, sort_keys=True),
+            "epoch": epoch, "batch": batch, "step": step,
+            "running": json.dumps(run),
+            "history": json.dumps(history),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "path_generator": path_gen.get_state(),
+            "loader_generator": loader_gen_state,
+            "rng": _rng_state(),
+        }, ck_path)
+
+    was_training = model.training
+    model.train()
+    try:
+        epoch_bar = progress_bar(range(epoch, stop), enabled=progress and stop - epoch > 1, desc="epochs",
+                                 initial=epoch, total=stop)
+        for _ in epoch_bar:
+            t0 = time.perf_counter()
+            gen = getattr(loader, "generator", None)
+            if batch == 0 and isinstance(gen, torch.Generator):
+                loader_gen_state = gen.get_state()
+            bar = progress_bar(_epoch_batches(loader, epoch, batch, loader_gen_state), enabled=progress,
+                               desc=f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, initial=batch)
+            last_lr = optimizer.param_groups[0]["lr"]
+            for raw in bar:
+                x, y = unpack_batch(raw, device)
+                last_lr = _cosine(cfg, step, total)
+                for g in optimizer.param_groups:
+                    g["lr"] = last_lr
+                arch = sub.sample(path_gen)
+                with use_path(model, arch):
+                    logits = logits_of(model(x))
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.grad_clip)
+                optimizer.step()
+                lv = float(loss.detach())
+                run["loss"] += lv * y.shape[0]
+                run["correct"] += int((logits.detach().argmax(1) == y).sum())
+                run["count"] += int(y.shape[0])
+                batch += 1
+                step += 1
+                bar.set_postfix(loss=f"{run['loss'] / run['count']:.3f}",
+                                acc=f"{run['correct'] / run['count']:.3f}", refresh=False)
+                if checkpoint_every and step % checkpoint_every == 0 and batch < steps_per_epoch:
+                    save()
+                if on_step is not None:
+                    on_step(TrainEvent("step", epoch, batch - 1, step, arch=arch, loss=lv, model=model))
+            bar.close()
+            if batch != steps_per_epoch:
+                raise RuntimeError(f"the training loader yielded {batch} batches in epoch {epoch + 1}, "
+                                   f"expected len(loader) = {steps_per_epoch}")
+            n = max(run["count"], 1)
+            metrics = {"epoch": epoch + 1, "train_loss": run["loss"] / n, "train_acc": run["correct"] / n,
+                       "lr": last_lr, "seconds": time.perf_counter() - t0}
+            history.append(metrics)
+            epoch, batch = epoch + 1, 0
+            run = {"loss": 0.0, "correct": 0, "count": 0}
+            gen = getattr(loader, "generator", None)
+            if isinstance(gen, torch.Generator):
+                loader_gen_state = gen.get_state()
+            save()
+            if on_epoch is not None:
+                on_epoch(TrainEvent("epoch", epoch - 1, steps_per_epoch - 1, step, metrics=dict(metrics), model=model))
+        epoch_bar.close()
+    finally:
+        model.train(was_training)
+    return TrainResult(epochs_done=epoch, steps=step, finished=epoch >= cfg.epochs, history=history,
+                       resumed_from=resumed, checkpoint=str(ck_path) if ck_path is not None else None)

@@ -1,0 +1,37 @@
+"""Shared fixtures of the training tests: a tiny NB201 supernet and tiny synthetic data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from lidsplit.data import DataSplits, synthetic
+from lidsplit.spaces import nb201
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def data() -> DataSplits:
+    # 4 classes, 1 x 8 x 8 images: 48 train / 16 val / 16 test
+    return synthetic(80, num_classes=4, in_channels=1, image_size=8, seed=0, noise=0.5)
+
+
+@pytest.fixture
+def make_model() -> Callable[[int], nn.Module]:
+    def make(seed: int = 0) -> nn.Module:
+        torch.manual_seed(seed)
+        return nb201(C=4, N=1, num_classes=4, in_channels=1)
+
+    return make
+
