@@ -142,7 +142,7 @@ def count_partitions(n: int, b: int, *, balanced: bool = True) -> int:
     return row[b]
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=16)
 def _enumerate_cached(n: int, b: int, balanced: bool) -> np.ndarray:
     q, r = divmod(n, b)
     if balanced:

@@ -28,13 +28,16 @@ paper that introduced it, as implemented by its authors' code:
 ``nn.Linear``; a weight shared by several layers counts once. Layers the forward did not reach (an
 unused op of a supernet) contribute nothing.
 
-State. The model is never modified: the forward passes run through ``torch.func.functional_call`` with
-the parameters (detached leaves sharing storage, never written) and *copies* of the buffers, so BatchNorm
-running statistics and ``num_batches_tracked`` are untouched, ``.grad`` fields are never written
-(gradients come from ``torch.autograd.grad``) and module identities are kept (supernet forward modes,
-which are keyed by module, still apply: wrap the call in ``use_path`` / ``use_sum`` ...). The only
-temporary change is synflow switching BatchNorm modules to eval mode and hooking them to the identity; it
-is undone in ``finally``. Each proxy runs in the model's current train/eval mode (the authors' code runs
+State. The model is never modified: during a proxy every parameter of every module is temporarily
+replaced (in the module's ``_parameters`` dict) by a detached leaf sharing its storage (never written;
+synflow: an abs float64 copy) and every buffer by a copy, and the originals are put back in ``finally``.
+So BatchNorm running statistics and ``num_batches_tracked`` are untouched, ``.grad`` fields are never
+written (gradients come from ``torch.autograd.grad``), ``requires_grad`` flags are unchanged, and module
+identities are kept (supernet forward modes, which are keyed by module, still apply: wrap the call in
+``use_path`` / ``use_sum`` ...). A module registered under two names and a parameter shared by two
+modules are handled (one replacement per object; ``torch.func.functional_call`` gets the former wrong,
+so it is not used). The only other temporary change is synflow switching BatchNorm modules to eval
+mode and hooking them to the identity; it is undone in ``finally`` too. Each proxy runs in the model's current train/eval mode (the authors' code runs
 the networks in train mode: BatchNorm with batch statistics). A proxy may call the model more than once
 (grasp: twice): with ``use_sampled_path`` the path would change between calls; fix it with ``use_path``.
 
@@ -72,7 +75,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
@@ -120,26 +122,40 @@ def _prunable_weight_names(model: nn.Module) -> list[str]:
     return out
 
 
-def _tensors(model: nn.Module, *, dtype: torch.dtype | None = None, absolute: bool = False) -> dict[str, Tensor]:
-    """Detached parameter leaves (sharing storage unless converted) and cloned buffers, by name."""
-    out: dict[str, Tensor] = {}
-    for name, p in model.named_parameters():
-        t = p.detach()
-        if t.is_floating_point():
+@contextmanager
+def _swapped(model: nn.Module, *, dtype: torch.dtype | None = None, absolute: bool = False) -> Iterator[dict[str, Tensor]]:
+    """Temporarily replace every parameter by a detached leaf (sharing storage unless converted) and
+    every buffer by a copy; yields the replacements by parameter / buffer name. Restored on exit."""
+
+    def convert(t: Tensor, copy: bool) -> Tensor:
+        r = t.detach()
+        if r.is_floating_point():
             if absolute:
-                t = t.abs()
+                r = r.abs()
             if dtype is not None:
-                t = t.to(dtype)
-        out[name] = t
-    for name, b in model.named_buffers():
-        t = b.detach().clone()
-        if t.is_floating_point():
-            if absolute:
-                t = t.abs()
-            if dtype is not None:
-                t = t.to(dtype)
-        out[name] = t
-    return out
+                r = r.to(dtype)
+        if copy and r.data_ptr() == t.data_ptr():
+            r = r.clone()
+        return r
+
+    names = [(n, t) for n, t in model.named_parameters()] + [(n, t) for n, t in model.named_buffers()]
+    repl: dict[int, Tensor] = {}
+    saved: list[tuple[dict[str, Any], str, Tensor]] = []
+    try:
+        for mod in model.modules():  # each module object once, however often it is registered
+            for store, is_param in ((mod._parameters, True), (mod._buffers, False)):
+                for k, t in list(store.items()):
+                    if t is None:
+                        continue
+                    r = repl.get(id(t))
+                    if r is None:
+                        r = repl[id(t)] = convert(t, copy=not is_param)
+                    saved.append((store, k, t))
+                    store[k] = r
+        yield {n: repl[id(t)] for n, t in names}
+    finally:
+        for store, k, t in reversed(saved):
+            store[k] = t
 
 
 def _logits(out: Any) -> Tensor:
@@ -181,7 +197,7 @@ def _weights_and_loss(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, names: list[str], tensors: dict[str, Tensor]
 ) -> tuple[list[Tensor], Tensor]:
     ws = [tensors[n].requires_grad_(True) for n in names]
-    loss = loss_fn(_logits(functional_call(model, tensors, (x,))), y)
+    loss = loss_fn(_logits(model(x)), y)
     return ws, loss
 
 
@@ -201,8 +217,7 @@ def gradnorm(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: Loss
     names = _prunable_weight_names(model)
     if not names:
         raise DegenerateProxyError("gradnorm: the model has no Conv/Linear layer")
-    with _seeded(x, seed):
-        tensors = _tensors(model)
+    with _seeded(x, seed), _swapped(model) as tensors:
         ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
         grads = torch.autograd.grad(loss, ws, allow_unused=True)
     total = sum(float(g.double().norm()) for g in grads if g is not None)
@@ -216,8 +231,7 @@ def snip(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn =
     names = _prunable_weight_names(model)
     if not names:
         raise DegenerateProxyError("snip: the model has no Conv/Linear layer")
-    with _seeded(x, seed):
-        tensors = _tensors(model)
+    with _seeded(x, seed), _swapped(model) as tensors:
         ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
         grads = torch.autograd.grad(loss, ws, allow_unused=True)
     total = sum(float((w.detach().double() * g.double()).abs().sum()) for w, g in zip(ws, grads) if g is not None)
@@ -232,11 +246,11 @@ def grasp(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn 
     if not names:
         raise DegenerateProxyError("grasp: the model has no Conv/Linear layer")
     with _seeded(x, seed):
-        tensors = _tensors(model)
-        ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
-        g = [gi.detach() if gi is not None else None for gi in torch.autograd.grad(loss, ws, allow_unused=True)]
-        tensors = _tensors(model)  # fresh buffers: the second pass sees the same BN state as the first
-        ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+        with _swapped(model) as tensors:
+            ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+            g = [gi.detach() if gi is not None else None for gi in torch.autograd.grad(loss, ws, allow_unused=True)]
+        with _swapped(model) as tensors:  # fresh buffers: the second pass sees the same BN state as the first
+            ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
         gf = torch.autograd.grad(loss, ws, create_graph=True, allow_unused=True)
         z = None
         for gi, gfi in zip(g, gf):
@@ -254,14 +268,16 @@ def grasp(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn 
 
 
 @contextmanager
-def _bn_identity(model: nn.Module) -> Iterator[None]:
+def _bn_identity(model: nn.Module, identity: bool = True) -> Iterator[None]:
+    """BatchNorms in eval mode (no batch statistics on a batch of 1), and the identity if asked."""
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     modes = [m.training for m in bns]
     handles = []
     try:
         for m in bns:
-            m.training = False  # no batch statistics on a batch of 1; output replaced below anyway
-            handles.append(m.register_forward_hook(lambda mod, inp, out: inp[0]))
+            m.training = False
+            if identity:
+                handles.append(m.register_forward_hook(lambda mod, inp, out: inp[0]))
         yield
     finally:
         for h in handles:
@@ -289,25 +305,11 @@ def synflow(
     if not names:
         raise DegenerateProxyError("synflow: the model has no Conv/Linear layer")
     ones = torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device)
-    with _seeded(x, seed):
-        tensors = _tensors(model, dtype=torch.float64, absolute=True)
+    with _seeded(x, seed), _swapped(model, dtype=torch.float64, absolute=True) as tensors, _bn_identity(model, identity=not bn):
         ws = [tensors[n].requires_grad_(True) for n in names]
-        if bn:
-            bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-            modes = [m.training for m in bns]
-            try:
-                for m in bns:
-                    m.training = False
-                out = _logits(functional_call(model, tensors, (ones,)))
-            finally:
-                for m, t in zip(bns, modes):
-                    m.training = t
-        else:
-            with _bn_identity(model):
-                out = _logits(functional_call(model, tensors, (ones,)))
-        r = out.sum()
+        r = _logits(model(ones)).sum()
         if not torch.isfinite(r):
-            raise DegenerateProxyError(f"synflow: R = sum(output) = {float(r)} overflows float64")
+            raise DegenerateProxyError(f"synflow: R = sum(output) = {float(r.detach())} overflows float64")
         grads = torch.autograd.grad(r, ws, allow_unused=True)
     total = sum(float((w.detach() * g).abs().sum()) for w, g in zip(ws, grads) if g is not None)
     if not math.isfinite(total):
@@ -328,10 +330,9 @@ def jacob_cov(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: Los
     _check_batch(x)
     if x.shape[0] < 2:
         raise DegenerateProxyError("jacob_cov: needs a batch of at least 2 samples")
-    with _seeded(x, seed):
-        tensors = _tensors(model)
+    with _seeded(x, seed), _swapped(model):
         xi = x.detach().clone().requires_grad_(True)
-        out = _logits(functional_call(model, tensors, (xi,)))
+        out = _logits(model(xi))
         (jac,) = torch.autograd.grad(out, xi, grad_outputs=torch.ones_like(out), allow_unused=True)
     if jac is None:
         raise DegenerateProxyError("jacob_cov: the output does not depend on the input")
@@ -362,10 +363,9 @@ def ntk(
     names = [n for n, p in model.named_parameters() if "weight" in n and p.is_floating_point()]
     if not names:
         raise DegenerateProxyError("ntk: the model has no parameter named '*weight*'")
-    with _seeded(x, seed):
-        tensors = _tensors(model)
+    with _seeded(x, seed), _swapped(model) as tensors:
         ws = [tensors[n].requires_grad_(True) for n in names]
-        out = _logits(functional_call(model, tensors, (x,)))
+        out = _logits(model(x))
         rows = []
         n = out.shape[0]
         for i in range(n):
@@ -401,7 +401,8 @@ def linear_regions(
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, activations)]
     try:
         with _seeded(x, seed), torch.no_grad():
-            functional_call(model, _tensors(model), (x,))
+            with _swapped(model):
+                model(x)
     finally:
         for h in handles:
             h.remove()
