@@ -10,10 +10,8 @@ import pytest
 import torch
 
 from lidsplit.split import SplitNode, SplitTree
-from lidsplit.supernet import Edge, SearchSpace, SubSupernet
-
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NB201 = SearchSpace(tuple(Edge(f"{j}<-{i}", NB201_OPS) for j in range(1, 4) for i in range(j)))
+from lidsplit.spaces import NB201_SPACE as NB201
+from lidsplit.supernet import SubSupernet
 
 
 def two_level_tree() -> SplitTree:

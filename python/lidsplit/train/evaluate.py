@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lidsplit.supernet import use_path
+from lidsplit.supernet import search_space, use_path
 from lidsplit.train._util import logits_of, model_device, progress_bar, unpack_batch
 
 __all__ = ["EvalResult", "evaluate_arch", "evaluate_archs", "preserved_state", "recalibrate_bn"]
@@ -131,8 +131,6 @@ def evaluate_arch(
     device = model_device(model)
     total_loss, correct, n = 0.0, 0, 0
     with preserved_state(model):
-        from lidsplit.supernet import search_space
-
         a = search_space(model).validate_arch(arch)
         if recalibrate:
             recalibrate_bn(model, a, calib_loader, calib_batches, epoch=calib_epoch)
