@@ -585,3 +585,67 @@ def test_edge_and_shared_parameters(toy):
     assert {id(p) for p in sh2} == {id(p) for p in toy.c2.parameters()}
     with pytest.raises(KeyError):
         edge_parameters(toy, "nope")
+
+
+# ---- dtypes / devices --------------------------------------------------------------------------------
+
+
+def test_sum_under_cpu_autocast_mixes_dtypes():
+    """skip_connect keeps float32 while convs give bfloat16 under autocast: the mixture promotes."""
+    from lidsplit.spaces import nb201
+
+    torch.manual_seed(0)
+    m = nb201(C=4, N=1)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16), use_sum(m):
+        y = m(x)
+    y.float().sum().backward()
+    with use_sum(m):
+        ref = m(x)
+    torch.testing.assert_close(y.float(), ref, atol=0.2, rtol=0.1)
+
+
+def test_mixture_promotes_dtypes():
+    torch.manual_seed(0)
+    m = nn.Sequential(Choice("a", [("id", nn.Identity()), ("lin", nn.Linear(4, 4))]))
+    x = torch.randn(6, 4)
+    sub = SubSupernet.full(search_space(m))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for ctx in (lambda: use_sum(m), lambda: use_grouped(m, [sub, sub]), lambda: use_weighted(m, {"a": torch.zeros(2)})):
+            with ctx():
+                y = m(x)
+            assert y.dtype == torch.float32
+    with use_sum(m):
+        ref = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16), use_sum(m):
+        torch.testing.assert_close(m(x), ref, atol=0.05, rtol=0.05)
+
+
+def test_channels_last_inputs():
+    from lidsplit.spaces import nb201
+
+    torch.manual_seed(0)
+    m = nb201(C=4, N=1).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 8, 8)
+    with use_sum(m):
+        y1 = m(x.contiguous(memory_format=torch.channels_last))
+        y2 = m(x)
+    torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_grouped_equals_separate_cuda():
+    from lidsplit.spaces import nb201
+
+    torch.manual_seed(0)
+    m = nb201(C=4, N=1).cuda()
+    sp = search_space(m)
+    g = torch.Generator().manual_seed(0)
+    subs = [SubSupernet(sp, [[j for j in range(5) if torch.rand((), generator=g) < 0.6] or [1] for _ in range(6)]) for _ in range(3)]
+    check_grouped_equals_separate(m, subs, torch.randn(12, 1, 8, 8, device="cuda"))
+    with use_weighted(m, {lb: torch.randn(5, device="cuda", requires_grad=True) for lb in sp.labels}):
+        m(torch.randn(4, 1, 8, 8, device="cuda")).sum().backward()
+    with use_sampled_path(m, None, torch.Generator(device="cuda").manual_seed(0)) as h:
+        m(torch.randn(4, 1, 8, 8, device="cuda"))
+    assert sp.validate_arch(h.arch) == h.arch

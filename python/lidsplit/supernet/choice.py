@@ -106,6 +106,8 @@ class Choice(nn.Module):
 
         Zero ops are not computed; in grouped mode every op runs on the whole batch (its rows in groups that
         disable it get weight 0), with BatchNorm running statistics updated only from the groups enabling it.
+        Op outputs of different dtypes (autocast: a skip next to a half-precision conv) are promoted to a
+        common dtype, and non-contiguous ones (channels_last) made contiguous, before the masked_sum call.
         """
         from lidsplit import ops as lops
 
@@ -117,7 +119,7 @@ class Choice(nn.Module):
             if mixture.kind == "sum" and len(outs) == 1:
                 return outs[0]
             w = mixture.weights if len(compute) == len(self) else mixture.weights[compute]
-            return lops.masked_sum(outs, w)
+            return _masked_sum(lops, outs, w)
         groups = mixture.groups
         if inputs and isinstance(inputs[0], Tensor) and inputs[0].shape[0] % len(groups):
             raise ValueError(
@@ -136,7 +138,7 @@ class Choice(nn.Module):
             finally:
                 _state.ACTIVE_GROUPS.reset(token)
         w = mixture.weights if len(compute) == len(self) else mixture.weights[:, compute]
-        return lops.masked_sum(outs, w)
+        return _masked_sum(lops, outs, w)
 
     # ---- forward ----------------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
@@ -149,6 +151,15 @@ class Choice(nn.Module):
                 "use_path / use_sampled_path / use_sum / use_weighted / use_grouped"
             )
         return plan.run(self, inputs, kwargs)
+
+
+def _masked_sum(lops, outs: list[Tensor], w: Tensor) -> Tensor:
+    dt = outs[0].dtype
+    for o in outs[1:]:
+        if o.dtype != dt:
+            dt = torch.promote_types(dt, o.dtype)
+    outs = [o if o.dtype == dt and o.is_contiguous() else o.to(dt).contiguous() for o in outs]
+    return lops.masked_sum(outs, w if w.dtype == dt else w.to(dt))
 
 
 def group_choices(named: list[tuple[str, Choice]]) -> dict[str, list[Choice]]:
