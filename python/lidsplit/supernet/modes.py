@@ -81,11 +81,12 @@ class _StaticPlan:
 
 
 class _WeightedPlan:
-    __slots__ = ("source", "label", "softmax", "mask", "active")
+    __slots__ = ("source", "label", "softmax", "mask", "active", "_disabled")
 
     def __init__(self, source, label: str, softmax: bool, mask: tuple[bool, ...]):
         self.source, self.label, self.softmax, self.mask = source, label, softmax, mask
         self.active = tuple(j for j, m in enumerate(mask) if m)
+        self._disabled: dict = {}  # device -> bool tensor of the disabled ops
 
     def run(self, choice: Choice, inputs: tuple, kwargs: dict):
         x = _first_tensor(inputs, kwargs)
@@ -97,8 +98,10 @@ class _WeightedPlan:
             )
         a = a.to(device=x.device)
         if not all(self.mask):
-            m = torch.tensor(self.mask, device=x.device)
-            a = a.masked_fill(~m, float("-inf")) if self.softmax else a.masked_fill(~m, 0.0)
+            off = self._disabled.get(x.device)
+            if off is None:
+                off = self._disabled[x.device] = torch.tensor([not m for m in self.mask], device=x.device)
+            a = a.masked_fill(off, float("-inf")) if self.softmax else a.masked_fill(off, 0.0)
         w = torch.softmax(a, dim=-1) if self.softmax else a
         return choice.mix(Mixture(w.to(x.dtype), self.active, "weighted"), *inputs, **kwargs)
 
