@@ -353,3 +353,9 @@ def test_device_agrees_with_cpu(name: str, device: str) -> None:
     ref = compute_proxy(name, m, x, y)
     got = compute_proxy(name, copy.deepcopy(m).to(device), x.to(device), y.to(device))
     assert got == pytest.approx(ref, rel=2e-2 if device != "cpu" else 1e-12)
+
+
+def test_ntk_batched_equals_loop() -> None:
+    m = cnn()
+    x, _ = batch(shape=(3, 6, 6), classes=4)
+    assert ntk(m, x, batched=True) == pytest.approx(ntk(m, x), rel=1e-6)

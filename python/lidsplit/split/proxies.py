@@ -354,11 +354,14 @@ def ntk(
     loss_fn: LossFn | None = None,
     *,
     ntk_floor: float = 1e-12,
+    batched: bool = False,
     seed: int | None = 0,
 ) -> float:
     """TE-NAS: condition number ``lambda_max / lambda_min`` of the empirical NTK ``J J^T`` on the
     batch, ``J`` the per-sample gradients of the summed logits w.r.t. the parameters named
-    ``*weight*`` (``lambda_min`` clamped at ``lambda_max * ntk_floor``)."""
+    ``*weight*`` (``lambda_min`` clamped at ``lambda_max * ntk_floor``). ``batched=True``: all
+    per-sample gradients in one vmapped backward (``is_grads_batched``; falls back to the loop if an op
+    cannot be vmapped; not faster on CPU), default one backward per sample."""
     _check_batch(x)
     names = [n for n, p in model.named_parameters() if "weight" in n and p.is_floating_point()]
     if not names:
@@ -366,12 +369,22 @@ def ntk(
     with _seeded(x, seed), _swapped(model) as tensors:
         ws = [tensors[n].requires_grad_(True) for n in names]
         out = _logits(model(x))
-        rows = []
         n = out.shape[0]
-        for i in range(n):
-            gs = torch.autograd.grad(out[i].sum(), ws, retain_graph=i < n - 1, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).double() for g, w in zip(gs, ws)]))
-    jm = torch.stack(rows)
+        jm = None
+        if batched:  # one vmapped backward for all samples; falls back to a loop if an op cannot vmap
+            eye = torch.zeros((n, *out.shape), dtype=out.dtype, device=out.device)
+            eye[torch.arange(n), torch.arange(n)] = 1.0
+            try:
+                gs = torch.autograd.grad(out, ws, grad_outputs=eye, retain_graph=True, allow_unused=True, is_grads_batched=True)
+                jm = torch.cat([(g if g is not None else torch.zeros((n, *w.shape), dtype=w.dtype, device=w.device)).reshape(n, -1).double() for g, w in zip(gs, ws)], 1)
+            except RuntimeError:
+                jm = None
+        if jm is None:
+            rows = []
+            for i in range(n):
+                gs = torch.autograd.grad(out[i].sum(), ws, retain_graph=i < n - 1, allow_unused=True)
+                rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).double() for g, w in zip(gs, ws)]))
+            jm = torch.stack(rows)
     e = torch.linalg.eigvalsh(jm @ jm.T).cpu().numpy()
     lmax = float(e[-1])
     if not lmax > 0.0:

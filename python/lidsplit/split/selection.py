@@ -68,9 +68,11 @@ Rule = Literal["max_intra", "min_cut", "max_cut", "random", "ordered"]
 
 @dataclass(frozen=True)
 class EdgeChoice:
-    """The chosen edge (its key in the input), its partition, and the score of every partitioned
-    candidate (``None`` for rules that partition only the chosen edge). ``candidates``: the eligible
-    edges, in index order."""
+    """The chosen edge (its key in the input) and its partition. ``scores``: per partitioned candidate,
+    the quantity the rule compared (intra for ``max_intra``, -inf where the mean is NaN; the cut for
+    ``min_cut``/``max_cut``; per pair or raw as ``score`` says); ``partitions``: each candidate's best
+    partition. Both ``None`` for ``random``/``ordered`` (only the chosen edge is partitioned).
+    ``candidates``: the eligible edges, in index order."""
 
     edge: Any
     partition: Partition
