@@ -203,7 +203,11 @@ LIDSPLIT_HD void accumulate_pairs(const double* v, int n, double* acc) {
 LIDSPLIT_HD double cosine_from_gram(double gij, double gii, double gjj, bool diagonal) {
   if (!(gii > 0.0) || !(gjj > 0.0)) return (gii != gii || gjj != gjj || gij != gij) ? gij + gii + gjj : 0.0;
   if (diagonal) return 1.0;
-  double c = gij / (sqrt(gii) * sqrt(gjj));
+  // sqrt(gii * gjj) is exact for perfect squares (cosine exactly +-1 for parallel vectors); fall back
+  // to the product of roots where the product would overflow or lose precision as a subnormal.
+  const double p = gii * gjj;
+  const double denom = (p >= 2.2250738585072014e-308 && p <= 1.7976931348623157e308) ? sqrt(p) : sqrt(gii) * sqrt(gjj);
+  const double c = gij / denom;
   return c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
 }
 

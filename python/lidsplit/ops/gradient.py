@@ -13,7 +13,7 @@ tensor on the gradients' device (the CPU if every entry is None).
 Zero vectors: ``gradient_cosine`` defines the cosine with an all-zero vector as 0, on the diagonal too;
 every other vector has cosine exactly 1 with itself. The matrix is therefore ``D+ G D+`` with
 ``D+ = diag(1/sqrt(G_ii))`` (0 where ``G_ii == 0``), its diagonal set to exactly 1 or 0 and the rest
-clamped to [-1, 1]; it is NaN-free unless an input holds NaN or Inf.
+clamped to [-1, 1]; it is NaN-free unless an input holds NaN or Inf or a squared norm overflows float64.
 
 Registered as ``torch.ops.lidsplit.gradient_gram`` / ``gradient_cosine`` with schema
 ``(Tensor?[] grads, int n) -> Tensor``, the n vectors flattened vector-major (``grads[i * P + p]``).

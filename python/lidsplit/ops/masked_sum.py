@@ -83,13 +83,50 @@ def _check_weights(weights: object, n: int, like: Tensor, like_name: str = "xs[0
     return groups
 
 
+# ---- kernels: the C++ side checks everything; the Python checks only run to name a failure -----
+
+
+def _forward(xs: list[Tensor], weights: Tensor) -> Tensor:
+    x0 = xs[0] if xs else _check_list("xs", xs)
+    out = torch.empty(x0.shape, dtype=x0.dtype, device=x0.device)
+    try:
+        _C.masked_sum([capsule(x) for x in xs], capsule(weights), capsule(out), stream_of(out))
+    except (ValueError, TypeError):
+        _check_weights(weights, len(_check_list("xs", xs)), x0)
+        raise
+    return out
+
+
+def _grad_inputs_impl(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
+    outs = [torch.empty(grad.shape, dtype=grad.dtype, device=grad.device) for _ in range(n)]
+    try:
+        _C.masked_sum_spread(capsule(grad), capsule(weights), [capsule(o) for o in outs], stream_of(grad))
+    except (ValueError, TypeError):
+        _check_weights(weights, n, check_tensor("grad", grad, dtypes=DTYPES), "grad")
+        raise
+    return outs
+
+
+def _grad_weights_impl(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tensor:
+    out = torch.empty(weights.shape, dtype=torch.float64, device=grad.device)
+    ws = None
+    if grad.is_cuda:
+        groups = 1 if weights.dim() == 1 else weights.shape[0]
+        ws = capsule(torch.empty(_C.masked_sum_wgrad_workspace(groups, len(xs)), dtype=torch.float64, device=grad.device))
+    try:
+        _C.masked_sum_wgrad([capsule(x) for x in xs], capsule(grad), capsule(weights), capsule(out), ws, stream_of(grad))
+    except (ValueError, TypeError):
+        _check_weights(weights, len(_check_list("xs", xs, like=grad)), grad, "grad")
+        raise
+    return out.to(weights.dtype)
+
+
+# ---- torch.library registration ------------------------------------------------------------------
+
+
 @torch.library.custom_op("lidsplit::masked_sum", mutates_args=())
 def _masked_sum(xs: list[Tensor], weights: Tensor) -> Tensor:
-    xs = _check_list("xs", xs)
-    _check_weights(weights, len(xs), xs[0])
-    out = torch.empty(xs[0].shape, dtype=xs[0].dtype, device=xs[0].device)
-    _C.masked_sum([capsule(x) for x in xs], capsule(weights), capsule(out), stream_of(out))
-    return out
+    return _forward(xs, weights)
 
 
 @_masked_sum.register_fake
@@ -102,35 +139,24 @@ def _(xs: list[Tensor], weights: Tensor) -> Tensor:
 @torch.library.custom_op("lidsplit::masked_sum_grad_inputs", mutates_args=())
 def _grad_inputs(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
     """[weights[..., j] * grad per group for j < n]: the gradient of masked_sum w.r.t. each input."""
-    grad = check_tensor("grad", grad, dtypes=DTYPES)
-    _check_weights(weights, n, grad, "grad")
-    outs = [torch.empty(grad.shape, dtype=grad.dtype, device=grad.device) for _ in range(n)]
-    _C.masked_sum_spread(capsule(grad), capsule(weights), [capsule(o) for o in outs], stream_of(grad))
-    return outs
+    return _grad_inputs_impl(grad, weights, n)
 
 
 @_grad_inputs.register_fake
 def _(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
-    _check_weights(weights, n, grad, "grad")
+    _check_weights(weights, n, check_tensor("grad", grad, dtypes=DTYPES), "grad")
     return [grad.new_empty(grad.shape) for _ in range(n)]
 
 
 @torch.library.custom_op("lidsplit::masked_sum_grad_weights", mutates_args=())
 def _grad_weights(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tensor:
     """<xs[j], grad> per group, shaped and typed like weights: the gradient of masked_sum w.r.t. weights."""
-    xs = _check_list("xs", xs, like=grad)
-    groups = _check_weights(weights, len(xs), grad, "grad")
-    out = torch.empty(weights.shape, dtype=torch.float64, device=grad.device)
-    ws = None
-    if grad.is_cuda:
-        ws = torch.empty(_C.masked_sum_wgrad_workspace(groups, len(xs)), dtype=torch.float64, device=grad.device)
-        ws = capsule(ws)
-    _C.masked_sum_wgrad([capsule(x) for x in xs], capsule(grad), capsule(weights), capsule(out), ws, stream_of(grad))
-    return out.to(weights.dtype)
+    return _grad_weights_impl(xs, grad, weights)
 
 
 @_grad_weights.register_fake
 def _(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tensor:
+    _check_weights(weights, len(_check_list("xs", xs, like=grad)), grad, "grad")
     return weights.new_empty(weights.shape)
 
 
@@ -155,6 +181,43 @@ def _backward(ctx, grad: Tensor):
 _masked_sum.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ---- eager fast path -----------------------------------------------------------------------------
+# The dispatcher route of a custom op with a list input costs tens of microseconds per call (more with
+# autograd), as much as the whole sum of a few small tensors. In plain eager mode the public function
+# therefore calls the same kernels through a torch.autograd.Function. Anything that needs the
+# registered op (torch.compile, FX/export tracing, fake or subclass tensors, torch.func transforms,
+# dispatch or function modes) takes the torch.ops route; both compute the same thing with the same
+# kernels and backward formula.
+
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+
+
+def _modes_active() -> bool:
+    return bool(
+        torch._C._are_functorch_transforms_active()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
+    )
+
+
+class _MaskedSumFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weights: Tensor, *xs: Tensor) -> Tensor:
+        ctx.n = len(xs)
+        ctx.save_for_backward(weights, *(xs if weights.requires_grad else ()))
+        return _forward(list(xs), weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        weights, *xs = ctx.saved_tensors
+        need_w, *need_xs = ctx.needs_input_grad
+        grad = grad.contiguous()
+        gxs = _grad_inputs_impl(grad, weights, ctx.n) if any(need_xs) else [None] * ctx.n
+        gw = _grad_weights_impl(xs, grad, weights) if need_w else None
+        return (gw, *gxs)
+
+
 def masked_sum(xs: Sequence[Tensor], weights: Tensor) -> Tensor:
     """``sum_j weights[..., j] * xs[j]``; weights ``(n,)`` or ``(G, n)`` over G equal batch groups.
 
@@ -166,4 +229,15 @@ def masked_sum(xs: Sequence[Tensor], weights: Tensor) -> Tensor:
     Returns:
         A new tensor shaped like ``xs[0]``, of its dtype. Differentiable in xs and weights.
     """
-    return torch.ops.lidsplit.masked_sum(list(xs), weights)
+    if isinstance(xs, Tensor) or not isinstance(xs, Sequence):
+        raise TypeError(f"lidsplit: argument 'xs' must be a list of tensors, got {type(xs).__name__}")
+    xs = list(xs)
+    if not xs or not all(isinstance(x, Tensor) for x in xs):
+        _check_list("xs", xs)  # raises, naming the offending entry
+    if type(weights) not in _PLAIN_TENSORS or any(type(x) not in _PLAIN_TENSORS for x in xs):
+        return torch.ops.lidsplit.masked_sum(xs, weights)
+    if torch.compiler.is_compiling() or _modes_active():
+        return torch.ops.lidsplit.masked_sum(xs, weights)
+    if torch.is_grad_enabled() and (weights.requires_grad or any(x.requires_grad for x in xs)):
+        return _MaskedSumFunction.apply(weights, *xs)
+    return _forward(xs, weights)
