@@ -13,6 +13,11 @@ from lidsplit.supernet.choice import zeros_like_output
 class Supernet(nn.Module):
     """Base of the built-in supernets."""
 
+    #: The tasks this space's architectures are designed for (the search-space complexity paper's
+    #: "multi-task ability" counts the distinct entries). A language-model space would declare
+    #: ``("language_modeling",)``; a multi-task backbone space several.
+    tasks: tuple[str, ...] = ("classification",)
+
     @property
     def space(self) -> SearchSpace:
         return search_space(self)

@@ -6,6 +6,12 @@ Network: first conv 3x3 (stride `first_stride`) BN ReLU6, a fixed MBConv1 3x3 bl
 stages (out_channels, blocks, stride of the first block), a 1x1 feature-mix conv BN ReLU6, global average
 pool, linear classifier. Blocks with a residual shortcut output ``choice(x) + x``. Edge labels are
 ``"block1"``, ``"block2"``, ... (block 0 is the fixed first block); each block is its own decision.
+
+``first_block_kernels`` (default ``(3,)``: fixed, as ProxylessNAS's code) with more than one kernel makes
+the first block searchable too: an edge ``"block0"`` with ops ``"{k}x{k}_MBConv1"`` (listed first).
+With ProxylessNAS's ImageNet stages the space has 6^6 * 7^15 ~ 2.2e17 architectures; letting the first
+block choose among kernels (3, 5, 7) gives 3 * 6^6 * 7^15 ~ 6.645e17, the size quoted by the
+search-space complexity paper (see ``lidsplit.complexity.size``).
 """
 
 from __future__ import annotations
@@ -49,10 +55,14 @@ class MobileNetSupernet(Supernet):
         expansions: Sequence[int] = EXPANSIONS,
         allow_zero: bool = True,
         track_running_stats: bool = True,
+        first_block_kernels: Sequence[int] = (3,),
     ):
         super().__init__()
         track = track_running_stats
-        for k in kernels:
+        first_block_kernels = tuple(first_block_kernels)
+        if not first_block_kernels:
+            raise ValueError("lidsplit: mobilenet first_block_kernels must hold at least one kernel size")
+        for k in (*kernels, *first_block_kernels):
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"lidsplit: mobilenet kernel sizes must be odd, got {k}")
         self.first_conv = nn.Sequential(
@@ -60,7 +70,13 @@ class MobileNetSupernet(Supernet):
             BatchNorm2d(first_channels, track_running_stats=track),
             nn.ReLU6(),
         )
-        self.first_block = MobileBlock(MBConv(first_channels, first_block_channels, 3, 1, 1, track), False)
+        if len(first_block_kernels) == 1:
+            first_op: nn.Module = MBConv(first_channels, first_block_channels, first_block_kernels[0], 1, 1, track)
+        else:
+            first_op = Choice("block0", [
+                (f"{k}x{k}_MBConv1", MBConv(first_channels, first_block_channels, k, 1, 1, track)) for k in first_block_kernels
+            ])
+        self.first_block = MobileBlock(first_op, False)
         names = mb_op_names(kernels, expansions)
         blocks = []
         c = first_block_channels
