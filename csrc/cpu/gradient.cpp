@@ -42,7 +42,7 @@ void load_chunk(FloatKind kind, const void* src, int64_t begin, int64_t len, dou
 
 }  // namespace
 
-void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, double* gram) {
+LIDSPLIT_CPU_CLONES void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, double* gram) {
   const int64_t pairs = num_pairs(n);
   std::vector<Task> tasks;
   int64_t total = 0;
@@ -62,11 +62,12 @@ void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, doubl
   const int threads = 1;
   parallel = false;
 #endif
-  std::vector<double> partial(static_cast<size_t>(threads) * pairs, 0.0);
+  const int64_t stride = padded(pairs);
+  std::vector<double> partial(static_cast<size_t>(threads) * stride, 0.0);
 #pragma omp parallel num_threads(threads) if (parallel)
   {
 #ifdef _OPENMP
-    double* acc = partial.data() + static_cast<int64_t>(omp_get_thread_num()) * pairs;
+    double* acc = partial.data() + static_cast<int64_t>(omp_get_thread_num()) * stride;
 #else
     double* acc = partial.data();
 #endif
@@ -95,7 +96,7 @@ void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, doubl
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = i; j < n; ++j) {
       double s = 0.0;
-      for (int th = 0; th < threads; ++th) s += partial[static_cast<size_t>(th) * pairs + pair_index(i, j, n)];
+      for (int th = 0; th < threads; ++th) s += partial[static_cast<size_t>(th) * stride + pair_index(i, j, n)];
       gram[i * n + j] = s;
       gram[j * n + i] = s;
     }

@@ -20,6 +20,18 @@
 
 namespace lidsplit {
 
+// CPU kernels get an AVX2 clone beside the baseline x86-64 one, chosen once at load time (GCC
+// target_clones / ifunc), so the wheel runs anywhere and uses 256-bit vectors where it can.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define LIDSPLIT_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LIDSPLIT_CPU_CLONES
+#endif
+
+// Per-thread partial arrays of m doubles are laid out `padded(m)` apart: whole 64-byte cache lines, so
+// threads never write to a shared line.
+inline int64_t padded(int64_t m) { return (m + 7) / 8 * 8 + 8; }
+
 // The floating dtypes these ops accept, as plain integers so that launch.h stays free of pybind11.
 enum class FloatKind : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
 
@@ -169,15 +181,42 @@ LIDSPLIT_HD A load_weight(const void* w, FloatKind kind, int64_t i) {
 LIDSPLIT_HD int64_t num_pairs(int64_t n) { return n * (n + 1) / 2; }
 LIDSPLIT_HD int64_t pair_index(int64_t i, int64_t j, int64_t n) { return i * n - i * (i - 1) / 2 + (j - i); }
 
-// Dot product of a pair of vectors of length len, accumulated in double.
-LIDSPLIT_HD double pair_dot(const double* a, const double* b, int64_t len) {
-  double s = 0.0;
-#if !defined(__CUDA_ARCH__)
-#pragma omp simd reduction(+ : s)
-#endif
-  for (int64_t e = 0; e < len; ++e) s += a[e] * b[e];
-  return s;
+// Dot products accumulate in kDotLanes independent float64 lanes (element e goes to lane e % kDotLanes),
+// summed pairwise at the end: enough independent chains to hide the add latency, vectorizable at any
+// width, and the same order (hence the same result) whatever width the compiler picks. Products of
+// float32, float16 and bfloat16 values are exact in float64.
+constexpr int kDotLanes = 16;
+
+template <class T>
+LIDSPLIT_HD double dot_as_double(const T* a, const T* b, int64_t len) {
+  double s[kDotLanes] = {};
+  int64_t e = 0;
+  for (; e + kDotLanes <= len; e += kDotLanes)
+    for (int k = 0; k < kDotLanes; ++k) s[k] += Scalar<T>::to_double(a[e + k]) * Scalar<T>::to_double(b[e + k]);
+  for (int k = 0; e + k < len; ++k) s[k] += Scalar<T>::to_double(a[e + k]) * Scalar<T>::to_double(b[e + k]);
+  for (int w = kDotLanes / 2; w > 0; w /= 2)
+    for (int k = 0; k < w; ++k) s[k] += s[k + w];
+  return s[0];
 }
+
+// Dot product in the accumulation type of T (float32 for 32/16-bit types: twice the vector width of
+// float64), kDotLanes lanes, returned as double. For short vectors (a chunk of a few hundred to a
+// thousand elements; callers sum the chunks in float64): each lane sums len / kDotLanes products.
+template <class T>
+LIDSPLIT_HD double dot_acc(const T* a, const T* b, int64_t len) {
+  using A = typename Scalar<T>::acc;
+  A s[kDotLanes] = {};
+  int64_t e = 0;
+  for (; e + kDotLanes <= len; e += kDotLanes)
+    for (int k = 0; k < kDotLanes; ++k) s[k] += Scalar<T>::to_acc(a[e + k]) * Scalar<T>::to_acc(b[e + k]);
+  for (int k = 0; e + k < len; ++k) s[k] += Scalar<T>::to_acc(a[e + k]) * Scalar<T>::to_acc(b[e + k]);
+  for (int w = kDotLanes / 2; w > 0; w /= 2)
+    for (int k = 0; k < w; ++k) s[k] += s[k + w];
+  return static_cast<double>(s[0]);
+}
+
+// The dot product of a pair of float64 vectors: the gram's pair accumulation on the CPU.
+LIDSPLIT_HD double pair_dot(const double* a, const double* b, int64_t len) { return dot_as_double(a, b, len); }
 
 // One element of n vectors (v[0..n)) added to the packed upper triangle of their pair products:
 // acc[pair_index(i, j, n)] += v[i] * v[j]. With N > 0 the loops have compile-time bounds (n == N), so

@@ -16,7 +16,8 @@ every other vector has cosine exactly 1 with itself. The matrix is therefore ``D
 clamped to [-1, 1]; it is NaN-free unless an input holds NaN or Inf or a squared norm overflows float64.
 
 Registered as ``torch.ops.lidsplit.gradient_gram`` / ``gradient_cosine`` with schema
-``(Tensor?[] grads, int n) -> Tensor``, the n vectors flattened vector-major (``grads[i * P + p]``).
+``(Tensor?[] grads, int n) -> Tensor``, the n vectors flattened vector-major (``grads[i * P + p]``); in
+plain eager mode the public functions call the same kernel without the dispatcher.
 Not differentiable. These back the GM-NAS gradient-matching criterion.
 """
 
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from lidsplit import _C
 from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of
+from lidsplit.ops.masked_sum import plain_eager
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -128,6 +130,8 @@ def gradient_gram(grads: Sequence[Sequence[Tensor | None]]) -> Tensor:
         grads: n lists of P per-parameter tensors (or None = zeros); see the module docstring.
     """
     flat, n = _flatten(grads)
+    if plain_eager(flat):  # same kernel, without the dispatcher round trip
+        return _run(flat, n, cosine=False)
     return torch.ops.lidsplit.gradient_gram(flat, n)
 
 
@@ -138,4 +142,6 @@ def gradient_cosine(grads: Sequence[Sequence[Tensor | None]]) -> Tensor:
         grads: n lists of P per-parameter tensors (or None = zeros); see the module docstring.
     """
     flat, n = _flatten(grads)
+    if plain_eager(flat):
+        return _run(flat, n, cosine=True)
     return torch.ops.lidsplit.gradient_cosine(flat, n)

@@ -192,9 +192,17 @@ _masked_sum.register_autograd(_backward, setup_context=_setup_context)
 _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 
 
-def _modes_active() -> bool:
-    return bool(
-        torch._C._are_functorch_transforms_active()
+def plain_eager(tensors) -> bool:
+    """True when the registered op may be bypassed: plain tensors, no compile/trace, transform or mode.
+
+    (The first dispatcher call of a Python custom op also imports torch._dynamo, seconds of start-up.)
+    """
+    for t in tensors:
+        if t is not None and type(t) not in _PLAIN_TENSORS:
+            return False
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
         or torch._C._len_torch_dispatch_stack()
         or torch._C._is_torch_function_mode_enabled()
     )
@@ -234,9 +242,7 @@ def masked_sum(xs: Sequence[Tensor], weights: Tensor) -> Tensor:
     xs = list(xs)
     if not xs or not all(isinstance(x, Tensor) for x in xs):
         _check_list("xs", xs)  # raises, naming the offending entry
-    if type(weights) not in _PLAIN_TENSORS or any(type(x) not in _PLAIN_TENSORS for x in xs):
-        return torch.ops.lidsplit.masked_sum(xs, weights)
-    if torch.compiler.is_compiling() or _modes_active():
+    if not plain_eager((weights, *xs)):
         return torch.ops.lidsplit.masked_sum(xs, weights)
     if torch.is_grad_enabled() and (weights.requires_grad or any(x.requires_grad for x in xs)):
         return _MaskedSumFunction.apply(weights, *xs)
