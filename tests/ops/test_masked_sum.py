@@ -119,6 +119,36 @@ def test_zero_weight_input_is_never_read(dev, dtype):
     assert_close_to_reference(out, clean, wg)
 
 
+def test_empty_tensors(dev):
+    x = torch.empty(0, 3, device=dev, requires_grad=True)
+    w = torch.ones(2, 2, device=dev, requires_grad=True)
+    out = masked_sum([x, x], w)
+    assert out.shape == (0, 3)
+    out.sum().backward()  # the upstream grad of an empty tensor may have any strides
+    assert x.grad.shape == (0, 3) and torch.equal(w.grad, torch.zeros(2, 2, device=dev))
+
+
+@pytest.mark.parametrize("groups", [0, 2])
+def test_more_inputs_than_one_cuda_launch_takes(dev, groups):
+    """70 inputs: more than one forward/spread launch (64) and many weight-gradient launches (8)."""
+    gen = torch.Generator().manual_seed(8)
+    n = 70
+    base = [torch.randn(4, 3, generator=gen).to(dev) for _ in range(n)]
+    w0 = torch.randn((n,) if groups == 0 else (groups, n), generator=gen)
+    w0[..., ::3] = 0
+    xs = [b.clone().requires_grad_() for b in base]
+    w = w0.to(dev).requires_grad_()
+    out = masked_sum(xs, w)
+    assert_close_to_reference(out, base, w.detach())
+    up = torch.randn(4, 3, generator=gen).to(dev)
+    out.backward(up)
+    torch.testing.assert_close(w.grad, reference.masked_sum_grad_weights(base, up, w0.to(dev)), rtol=1e-5, atol=1e-5)
+    g = max(groups, 1)
+    for j in (0, 1, 68, 69):
+        want = (w0.reshape(g, n)[:, j : j + 1].to(dev) * up.reshape(g, -1)).reshape(4, 3)
+        torch.testing.assert_close(xs[j].grad, want)
+
+
 # ---- conversions of the shared header (exercised through the CPU kernel) -------------------------
 
 

@@ -76,7 +76,7 @@ def _check(grads: list[Tensor | None], n: int) -> torch.device:
             if t is None:
                 continue
             name = f"grads[{i}][{p}]"
-            check_tensor(name, t, dtypes=DTYPES)
+            check_tensor(name, t, dtypes=DTYPES, contiguous=t.numel() > 0)
             if device is None:
                 device, first_name = t.device, name
             elif t.device != device:
@@ -99,7 +99,8 @@ def _run(grads: list[Tensor | None], n: int, cosine: bool) -> Tensor:
     ws = None
     if device.type == "cuda":
         ws = capsule(torch.empty(_C.gradient_gram_workspace(n), dtype=torch.float64, device=device))
-    caps = [None if t is None else capsule(t) for t in grads]
+    # empty tensors contribute nothing (and may carry any strides): pass them as missing
+    caps = [None if t is None or t.numel() == 0 else capsule(t) for t in grads]
     _C.gradient_gram(caps, n, capsule(out), ws, cosine, stream_of(out))
     return out
 

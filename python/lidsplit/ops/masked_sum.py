@@ -38,7 +38,7 @@ def _dtype_name(d: torch.dtype) -> str:
     return str(d).removeprefix("torch.")
 
 
-def _check_list(name: str, xs: object, like: Tensor | None = None) -> list[Tensor]:
+def _check_list(name: str, xs: object, like: Tensor | None = None, contiguous: bool = True) -> list[Tensor]:
     """xs as a list of same-shaped, same-dtype, same-device contiguous tensors (like `like` if given)."""
     if isinstance(xs, Tensor) or not isinstance(xs, Sequence):
         raise TypeError(f"lidsplit: argument '{name}' must be a list of tensors, got {type(xs).__name__}")
@@ -46,9 +46,9 @@ def _check_list(name: str, xs: object, like: Tensor | None = None) -> list[Tenso
     if not xs:
         raise ValueError(f"lidsplit: argument '{name}': expected at least one tensor, got an empty list")
     ref_name = f"{name}[0]" if like is None else "grad"
-    ref = check_tensor(ref_name, xs[0] if like is None else like, dtypes=DTYPES)
+    ref = check_tensor(ref_name, xs[0] if like is None else like, dtypes=DTYPES, contiguous=contiguous)
     for j, x in enumerate(xs):
-        x = check_tensor(f"{name}[{j}]", x)
+        x = check_tensor(f"{name}[{j}]", x, contiguous=contiguous)
         if x.dtype != ref.dtype or x.device != ref.device or x.shape != ref.shape:
             raise ValueError(
                 f"lidsplit: argument '{name}[{j}]' ({describe(x)}): expected the same shape, dtype and device "
@@ -89,6 +89,9 @@ def _check_weights(weights: object, n: int, like: Tensor, like_name: str = "xs[0
 def _forward(xs: list[Tensor], weights: Tensor) -> Tensor:
     x0 = xs[0] if xs else _check_list("xs", xs)
     out = torch.empty(x0.shape, dtype=x0.dtype, device=x0.device)
+    if x0.numel() == 0:  # (empty tensors may carry any strides; nothing to compute)
+        _check_weights(weights, len(_check_list("xs", xs, contiguous=False)), x0)
+        return out
     try:
         _C.masked_sum([capsule(x) for x in xs], capsule(weights), capsule(out), stream_of(out))
     except (ValueError, TypeError):
@@ -99,6 +102,8 @@ def _forward(xs: list[Tensor], weights: Tensor) -> Tensor:
 
 def _grad_inputs_impl(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
     outs = [torch.empty(grad.shape, dtype=grad.dtype, device=grad.device) for _ in range(n)]
+    if grad.numel() == 0:
+        return outs
     try:
         _C.masked_sum_spread(capsule(grad), capsule(weights), [capsule(o) for o in outs], stream_of(grad))
     except (ValueError, TypeError):
@@ -108,6 +113,8 @@ def _grad_inputs_impl(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
 
 
 def _grad_weights_impl(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tensor:
+    if grad.numel() == 0:
+        return torch.zeros(weights.shape, dtype=weights.dtype, device=weights.device)
     out = torch.empty(weights.shape, dtype=torch.float64, device=grad.device)
     ws = None
     if grad.is_cuda:
