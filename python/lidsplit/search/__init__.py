@@ -1,0 +1,53 @@
+"""Architecture search over the leaves of a split tree, and the choice of the final architecture.
+
+- ``LeafEvaluator(tree, models, loaders)``: scores an architecture with the weights of the one leaf that
+  contains it (``tree.route``), BatchNorm recalibrated; leaf models loaded once (LRU cache).
+- Strategies (ask/tell): ``Evolution`` (NAS-LID), ``RegularizedEvolution`` (Real et al.), ``RandomSearch``,
+  and ``PerLeaf`` (one strategy per leaf).
+- ``AskTell`` / ``run_search``: the one driver loop, with a progressive JSON history, resume, an optional
+  reporting-only oracle and tqdm progress. Outside optimisers use ``AskTell`` or ``LeafEvaluator.evaluate``.
+- ``select_final``: the final architecture among the leaves' picks (validation accuracy, leaf validation
+  loss, or GM-NAS successive halving); ``train_from_scratch``: train it and report its test accuracy.
+
+Nothing here reads a benchmark's true accuracy to steer or stop a search.
+"""
+
+from lidsplit.search.driver import AskTell, HistoryError, Oracle, Record, SearchResult, run_search
+from lidsplit.search.evaluator import LeafEvaluator, ModelSource, Result
+from lidsplit.search.select import (
+    CRITERIA,
+    ScratchResult,
+    Selection,
+    TrainFn,
+    scratch_train_fn,
+    select_final,
+    successive_halving,
+    train_from_scratch,
+)
+from lidsplit.search.strategies import Evolution, PerLeaf, RandomSearch, RegularizedEvolution, Strategy, rank_key
+
+__all__ = [
+    "AskTell",
+    "CRITERIA",
+    "Evolution",
+    "HistoryError",
+    "LeafEvaluator",
+    "ModelSource",
+    "Oracle",
+    "PerLeaf",
+    "RandomSearch",
+    "Record",
+    "RegularizedEvolution",
+    "Result",
+    "ScratchResult",
+    "SearchResult",
+    "Selection",
+    "Strategy",
+    "TrainFn",
+    "rank_key",
+    "run_search",
+    "scratch_train_fn",
+    "select_final",
+    "successive_halving",
+    "train_from_scratch",
+]
