@@ -1,0 +1,37 @@
+"""Shared fixtures of the search tests (helpers in ``_search_helpers``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _search_helpers import make_tree, tiny_supernet
+from torch import nn
+
+from lidsplit.data import DataSplits, synthetic
+from lidsplit.split import SplitTree
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def data() -> DataSplits:
+    # 4 classes, 1 x 8 x 8 images: 48 train / 16 val / 16 test
+    return synthetic(80, num_classes=4, in_channels=1, image_size=8, seed=0, noise=0.5)
+
+
+@pytest.fixture
+def tree() -> SplitTree:
+    return make_tree()
+
+
+@pytest.fixture(scope="module")
+def leaf_models() -> dict[int, nn.Module]:
+    """Untrained leaf supernets, different initial weights per leaf."""
+    return {leaf: tiny_supernet(leaf) for leaf in make_tree().leaf_ids()}
