@@ -17,7 +17,7 @@ M <= 1e7: one warm-up call, then the median of 3; larger M: a single call (no wa
 covering it. "max |diff|" compares each method's cosine matrix with lidsplit's (float64 accumulation).
 The machine may be shared: the load average is printed.
 
-    python benchmarks/bench_gradient.py [--sizes 1e7 5e7] [--device cpu|cuda]
+    python benchmarks/bench_gradient.py [--sizes 1e7 5e7] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -122,9 +122,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e7, 5e7])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch and lidsplit (0: default)")
     ap.add_argument("--child", nargs=2, metavar=("METHOD", "M"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # one OpenMP runtime: lidsplit's kernels follow
     if args.child:
         child(args.child[0], int(float(args.child[1])), device)
         return
@@ -132,14 +135,15 @@ def main() -> None:
     import lidsplit
 
     print(f"gradient_cosine benchmark: n = {N_VECTORS} vectors of M float32 elements over {N_TENSORS} tensors, "
-          f"device {device}; torch {torch.__version__}, {lidsplit._C.max_threads()} OpenMP threads, "
+          f"device {device}; torch {torch.__version__}, {args.threads or lidsplit._C.max_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")
     mem = "peak extra GPU memory" if device.type == "cuda" else "peak extra RSS"
     print(f"{'M':>8} {'method':<18}{'time s':>9}{'runs':>6}{'time/lidsplit':>15}{mem + ' MiB':>24}{'max |diff|':>12}")
     for total in args.sizes:
         results = {}
         for method in METHODS:
-            cmd = [sys.executable, __file__, "--device", args.device, "--child", method, str(int(total))]
+            cmd = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads), "--child", method,
+                   str(int(total))]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[method] = json.loads(out.strip().splitlines()[-1])
         ref = torch.tensor(results["lidsplit"]["cos"], dtype=torch.float64)

@@ -4,10 +4,10 @@ Cases (the issue's): forward + backward of 5 tensors of (64, 16, 32, 32) float32
 require grad, against the Python sum ``sum(w[j] * x[j])`` and ``torch.einsum`` over ``torch.stack``;
 then a constant 0/1 mask (the supernet ``sum`` mode: weights need no grad), one-hot [1, 0, 0, 0, 0]
 against all ones, to show what masked-out inputs cost. Times are medians over repeats (min in
-brackets); ratios are baseline median / lidsplit median. The machine may be shared: the load average
-is printed with the results.
+brackets); ratios are baseline median / lidsplit median. The methods of a table take turns within each
+repeat, so load changes on a shared machine hit them alike; the load average is printed.
 
-    python benchmarks/bench_masked_sum.py [--device cpu|cuda] [--repeat 15]
+    python benchmarks/bench_masked_sum.py [--device cpu|cuda] [--repeat 15] [--threads N]
 """
 
 from __future__ import annotations
@@ -32,27 +32,31 @@ def stack_einsum(xs, w):
     return torch.einsum("n,n...->...", w, torch.stack(xs))
 
 
-def timed(fn: Callable[[], None], device: torch.device, repeat: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+def timed(fns: dict[str, Callable[[], None]], device: torch.device, repeat: int, warmup: int = 3) -> dict[str, tuple[float, float]]:
+    """Median and min seconds per function; the functions take turns, so load changes hit all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + repeat):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch and lidsplit (0: default)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # one OpenMP runtime: lidsplit's kernels follow
     torch.manual_seed(0)
     shape, n = (64, 16, 32, 32), 5
     base = [torch.randn(shape, device=device) for _ in range(n)]
@@ -88,7 +92,7 @@ def main() -> None:
     rows = []
     print("\n1) forward + backward, weights (5,) require grad")
     print(f"{'method':<22}{'median ms':>11}{'(min)':>9}{'baseline/lidsplit':>19}")
-    res = {name: timed(fwd_bwd(fn, weights, True), device, args.repeat) for name, fn in methods}
+    res = timed({name: fwd_bwd(fn, weights, True) for name, fn in methods}, device, args.repeat)
     ours = res[methods[0][0]][0]
     for name, (med, mn) in res.items():
         rows.append((name, med, mn))
@@ -100,9 +104,9 @@ def main() -> None:
     onehot = torch.zeros(n, device=device)
     onehot[0] = 1
     for name, fn in methods[:2]:
-        for label, make in (("forward", lambda fn, w: fwd(fn, w)), ("forward + backward", lambda fn, w: fwd_bwd(fn, w, False))):
-            t_ones = timed(make(fn, ones), device, args.repeat)[0]
-            t_hot = timed(make(fn, onehot), device, args.repeat)[0]
+        for label, make in (("forward", lambda fn, w: fwd(fn, w)), ("fwd + bwd", lambda fn, w: fwd_bwd(fn, w, False))):
+            res = timed({"ones": make(fn, ones), "onehot": make(fn, onehot)}, device, args.repeat)
+            t_ones, t_hot = res["ones"][0], res["onehot"][0]
             print(f"{name + ', ' + label:<34}{t_ones * 1e3:>9.2f}{t_hot * 1e3:>12.2f}{t_hot / t_ones:>14.2f}")
     print("\nNote: with a 0 weight, lidsplit's forward never reads that input; its backward still writes a zero\n"
           "gradient for it (a fill, no read of the upstream gradient).")

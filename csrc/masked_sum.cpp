@@ -73,14 +73,7 @@ int64_t check_weights(const TensorArg& w, int64_t n, const TensorArg& like) {
 // Weights of a CPU call, read on the host into float64 (exact for every accepted dtype).
 std::vector<double> host_weights(const TensorArg& w) {
   std::vector<double> out(static_cast<size_t>(w.numel()));
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    switch (w.dtype) {
-      case DType::kFloat32: out[i] = w.ptr<const float>()[i]; break;
-      case DType::kFloat16: out[i] = Scalar<half_t>::to_double(w.ptr<const half_t>()[i]); break;
-      case DType::kBFloat16: out[i] = Scalar<bfloat16_t>::to_double(w.ptr<const bfloat16_t>()[i]); break;
-      default: out[i] = w.ptr<const double>()[i]; break;
-    }
-  }
+  for (int64_t i = 0; i < w.numel(); ++i) out[i] = load_weight<double>(w.data, float_kind(w.dtype), i);
   return out;
 }
 

@@ -122,7 +122,6 @@ struct Scalar;
 template <>
 struct Scalar<float> {
   using acc = float;
-  static constexpr FloatKind kind = FloatKind::kFloat32;
   LIDSPLIT_HD static float to_acc(float v) { return v; }
   LIDSPLIT_HD static double to_double(float v) { return v; }
   LIDSPLIT_HD static float from_acc(float a) { return a; }
@@ -131,7 +130,6 @@ struct Scalar<float> {
 template <>
 struct Scalar<double> {
   using acc = double;
-  static constexpr FloatKind kind = FloatKind::kFloat64;
   LIDSPLIT_HD static double to_acc(double v) { return v; }
   LIDSPLIT_HD static double to_double(double v) { return v; }
   LIDSPLIT_HD static double from_acc(double a) { return a; }
@@ -140,7 +138,6 @@ struct Scalar<double> {
 template <>
 struct Scalar<half_t> {
   using acc = float;
-  static constexpr FloatKind kind = FloatKind::kFloat16;
   LIDSPLIT_HD static float to_acc(half_t v) { return half_bits_to_float(v.bits); }
   LIDSPLIT_HD static double to_double(half_t v) { return half_bits_to_float(v.bits); }
   LIDSPLIT_HD static half_t from_acc(float a) { return half_t{float_to_half_bits(a)}; }
@@ -149,18 +146,10 @@ struct Scalar<half_t> {
 template <>
 struct Scalar<bfloat16_t> {
   using acc = float;
-  static constexpr FloatKind kind = FloatKind::kBFloat16;
   LIDSPLIT_HD static float to_acc(bfloat16_t v) { return bf16_bits_to_float(v.bits); }
   LIDSPLIT_HD static double to_double(bfloat16_t v) { return bf16_bits_to_float(v.bits); }
   LIDSPLIT_HD static bfloat16_t from_acc(float a) { return bfloat16_t{float_to_bf16_bits(a)}; }
 };
-
-// Read element i of a typed buffer as `A` (float or double). A null pointer reads as zero: that is
-// how a skipped (zero-weight) or missing (None) input is represented.
-template <class A, class T>
-LIDSPLIT_HD A load_as(const T* p, int64_t i) {
-  return static_cast<A>(Scalar<T>::to_acc(p[i]));
-}
 
 // Read a weight stored as float32 or as the inputs' dtype, into the accumulation type.
 template <class A>

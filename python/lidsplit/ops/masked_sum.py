@@ -16,9 +16,14 @@ inputs' dtype. Registered as ``torch.ops.lidsplit.masked_sum`` (schema ``(Tensor
   weights' values on the host, i.e. a device synchronisation on CUDA and a data-dependent graph under
   torch.compile.
 - ``d/dweights[..., j] = <xs[j], grad>`` per group, for zero weights too (this reads every input), in one
-  pass over the n inputs with float64 accumulation, by ``torch.ops.lidsplit.masked_sum_grad_weights``.
+  pass over the n inputs and ``grad`` by ``torch.ops.lidsplit.masked_sum_grad_weights``: float64
+  accumulation (on the CPU, float32 within chunks of 1024 elements for 32/16-bit inputs, float64 across
+  chunks), returned in the weights' dtype.
 
 The backward kernels are not themselves differentiable (no double backward).
+
+Inputs must be contiguous (lidsplit never copies silently): a channels_last tensor needs
+``.contiguous()`` first.
 """
 
 from __future__ import annotations
@@ -32,10 +37,6 @@ from lidsplit import _C
 from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def _dtype_name(d: torch.dtype) -> str:
-    return str(d).removeprefix("torch.")
 
 
 def _check_list(name: str, xs: object, like: Tensor | None = None, contiguous: bool = True) -> list[Tensor]:
