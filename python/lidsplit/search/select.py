@@ -207,7 +207,7 @@ def select_final(
 @dataclass
 class ScratchResult:
     """An architecture trained from scratch: validation / test accuracy and loss (test: NaN when not
-    evaluated), the trained plain network (``materialize``d) and the training history."""
+    evaluated), the trained plain network (``materialize``d; None when not kept) and the training history."""
 
     arch: Arch
     epochs: int
@@ -215,7 +215,7 @@ class ScratchResult:
     val_loss: float
     test_acc: float
     test_loss: float
-    model: nn.Module
+    model: nn.Module | None
     history: list[dict[str, float]]
 
 
@@ -243,6 +243,7 @@ def train_from_scratch(
     *,
     seed: int = 0,
     test: bool = True,
+    keep_model: bool = True,
     progress: bool = False,
     **hparams: Any,
 ) -> ScratchResult:
@@ -254,6 +255,7 @@ def train_from_scratch(
     loaders: a ``DataLoaders`` (train / val / test).
     hparams: ``TrainConfig`` fields (``lr``, ``weight_decay``, ...); ``seed`` also seeds the config.
     test: also evaluate the test split (report only; never use it to choose).
+    keep_model: return the trained network (``materialize``: a plain network without Choice modules).
     """
     model = _fresh_supernet(supernet, seed)
     space = search_space(model)
@@ -263,7 +265,7 @@ def train_from_scratch(
     # BatchNorm statistics were accumulated on this one path while training: no recalibration needed
     val = evaluate_arch(model, a, loaders, split="val", recalibrate=False)
     tst = evaluate_arch(model, a, loaders, split="test", recalibrate=False) if test else None
-    net = materialize(model, a)
+    net = materialize(model, a) if keep_model else None
     return ScratchResult(a, int(epochs), val.accuracy, val.loss, tst.accuracy if tst else math.nan,
                          tst.loss if tst else math.nan, net, res.history)
 
@@ -275,7 +277,8 @@ def scratch_train_fn(
     returning ``(val_acc, val_loss)``."""
 
     def train_fn(arch: Arch, epochs: int, seed: int) -> tuple[float, float]:
-        r = train_from_scratch(arch, supernet, loaders, epochs, seed=seed, test=False, progress=progress, **hparams)
+        r = train_from_scratch(arch, supernet, loaders, epochs, seed=seed, test=False, keep_model=False,
+                               progress=progress, **hparams)
         return r.val_acc, r.val_loss
 
     return train_fn
