@@ -151,3 +151,42 @@ def test_nb201_loader_hook(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "nas_201_api", None)  # not installed
     with pytest.raises(ImportError, match="nas_201_api"):
         AccuracyTable.load(tmp_path / "bench.pth", NB201_SPACE, loader="nb201")
+
+
+class _FakeGroundTruth:
+    name = "fake"
+
+    def __init__(self, rows):
+        self.rows = rows  # arch string -> (accuracy, degenerate)
+
+    def archs(self, include_degenerate=False):
+        return [a for a, (_, d) in self.rows.items() if include_degenerate or not d]
+
+    def scores(self, archs, metric="test_acc"):
+        assert metric in ("test_acc", "val_acc")
+        return [self.rows[a][0] + (1.0 if metric == "val_acc" else 0.0) for a in archs]
+
+
+def test_from_ground_truth():
+    a, b = (3, 1, 0, 2, 4, 3), (0,) * 6
+    gt = _FakeGroundTruth({to_nb201_string(a): (91.0, False), to_nb201_string(b): (10.0, True)})
+    t = AccuracyTable.from_ground_truth(gt, NB201_SPACE)
+    assert dict(t) == {a: 91.0, b: 10.0} and t.metric == "test_acc"
+    t = AccuracyTable.from_ground_truth(gt, NB201_SPACE, metric="val_acc", include_degenerate=False)
+    assert dict(t) == {a: 92.0}
+
+
+def test_ground_truth_loader_file(tmp_path):
+    truth = pytest.importorskip("lidsplit.data.truth")
+    a = (3, 1, 0, 2, 4, 3)
+    entry = {"index": 0, "degenerate": False, "params": 10, "seeds": [0],
+             **{f"{m}_{s}": 1.0 for m in ("test_acc", "test_loss", "val_acc", "val_loss") for s in ("mean", "std")}}
+    entry["test_acc_mean"] = 77.0
+    data = {"name": "t", "space": {"edges": list(NB201_SPACE.labels), "ops": list(NB201_SPACE.edges[0].ops)},
+            "archs": {to_nb201_string(a): entry}}
+    assert len(truth.Table(data)) == 1
+    (tmp_path / "gt.json").write_text(json.dumps(data))
+    t = AccuracyTable.load(tmp_path / "gt.json", NB201_SPACE, loader="ground-truth")
+    assert dict(t) == {a: 77.0}
+    with pytest.raises(FileNotFoundError):
+        AccuracyTable.load(tmp_path / "missing.json", NB201_SPACE, loader="ground-truth")

@@ -28,10 +28,17 @@ Values are floats in any unit (fraction or percent): the PDS compares normalised
 values are rejected; an architecture listed twice (under two key forms) is an error.
 
 Loader hooks. ``AccuracyTable.load(path, space, loader=...)`` takes a registered loader name
-(``"json"``, ``"csv"``, ``"nb201"``) or any callable ``loader(path, space, **kw) -> Mapping[key, float]``;
-:func:`register_accuracy_loader` adds a name. ``"nb201"`` reads a NAS-Bench-201 benchmark file with the
-optional ``nas_201_api`` package (not a lidsplit dependency; the file is not shipped): keyword arguments
-``dataset`` (default ``"cifar10-valid"``), ``hp`` (``"200"``) and ``metric`` (``"valid-accuracy"``).
+(``"json"``, ``"csv"``, ``"nb201"``, ``"ground-truth"``) or any callable
+``loader(path, space, **kw) -> Mapping[key, float]``; :func:`register_accuracy_loader` adds a name.
+
+* ``"nb201"`` reads a NAS-Bench-201 benchmark file with the optional ``nas_201_api`` package (not a
+  lidsplit dependency; the file is not shipped): keyword arguments ``dataset`` (default
+  ``"cifar10-valid"``), ``hp`` (``"200"``) and ``metric`` (``"valid-accuracy"``).
+* ``"ground-truth"`` reads lidsplit's ground-truth tables (``lidsplit.data.truth``): ``path`` is a table
+  file, or the name of a shipped table (e.g. ``"nb201_digits"``); ``metric`` (default ``"test_acc"``,
+  the seed mean) picks the column; degenerate architectures are kept (chance accuracy; see
+  ``degenerate=`` in ``lidsplit.complexity.performance``). :meth:`AccuracyTable.from_ground_truth` does
+  the same from a loaded table object.
 """
 
 from __future__ import annotations
@@ -209,6 +216,16 @@ class AccuracyTable(Mapping[Arch, float]):
         return cls(space, got, metric=kw.get("metric") or "accuracy", source=str(p))
 
 
+    @classmethod
+    def from_ground_truth(cls, gt: Any, space: SearchSpace, *, metric: str = "test_acc",
+                          include_degenerate: bool = True) -> AccuracyTable:
+        """From a ground-truth table object (``lidsplit.data.truth.Table``, duck-typed: ``archs(
+        include_degenerate=...)`` and ``scores(archs, metric)``); keys are its arch strings."""
+        archs = list(gt.archs(include_degenerate=include_degenerate))
+        values = dict(zip(archs, gt.scores(archs, metric)))
+        return cls(space, values, metric=metric, source=str(getattr(gt, "name", "") or "ground truth"))
+
+
 # ---- loaders ------------------------------------------------------------------------------------
 
 
@@ -280,7 +297,33 @@ def _load_nb201(path: Path, space: SearchSpace, *, dataset: str = "cifar10-valid
     return AccuracyTable(space, values, metric=m, source=str(path))
 
 
-ACCURACY_LOADERS: dict[str, Loader] = {"json": _load_json, "csv": _load_csv, "nb201": _load_nb201}
+def _load_ground_truth(path: Path, space: SearchSpace, *, metric: str | None = None,
+                       include_degenerate: bool = True) -> AccuracyTable:
+    """A lidsplit ground-truth table: a file in its JSON format, or the name of a shipped one."""
+    try:
+        from lidsplit.data import truth  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise ImportError("accuracy table: the 'ground-truth' loader needs lidsplit.data.truth") from e
+    p = Path(path)
+    if p.is_file():
+        try:
+            gt = truth.Table(json.loads(p.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"accuracy table: {str(p)!r} is not valid JSON ({e})") from None
+    elif p.suffix == "" and p.parent == Path("."):
+        gt = truth.ground_truth(str(p))
+    else:
+        raise FileNotFoundError(f"accuracy table: no such ground-truth table file: {str(p)!r}")
+    return AccuracyTable.from_ground_truth(gt, space, metric=metric or "test_acc",
+                                           include_degenerate=include_degenerate)
+
+
+ACCURACY_LOADERS: dict[str, Loader] = {
+    "json": _load_json,
+    "csv": _load_csv,
+    "nb201": _load_nb201,
+    "ground-truth": _load_ground_truth,
+}
 
 
 def register_accuracy_loader(name: str, loader: Loader, *, overwrite: bool = False) -> None:
