@@ -1,9 +1,10 @@
 // CPU kernel of gradient_gram: all n(n+1)/2 dot products of n gradient vectors in one pass.
 //
-// The parameters are cut into chunks of at most kChunk elements (a flat task list over all parameters,
-// so many small tensors and a few huge ones balance alike). For a chunk, each present vector's slice is
-// converted once into a float64 buffer (L1-resident), then every pair of buffers is dotted into the
-// thread's float64 partials. Memory beyond the inputs: threads x (n * kChunk + n(n+1)/2) doubles.
+// The parameters are cut into chunks of at most kChunk elements (one flat task range over all
+// parameters, so many small tensors and a few huge ones balance alike). For a chunk, each present
+// vector's slice is converted once into a float64 buffer (L1-resident), then every pair of buffers is
+// dotted into the thread's float64 partials. Memory beyond the inputs: threads x (n * kChunk + n(n+1)/2) doubles and
+// P + 1 chunk offsets.
 #include "cpu/gradient.h"
 
 #include <algorithm>
@@ -18,12 +19,6 @@ namespace {
 
 constexpr int64_t kChunk = 512;
 constexpr int64_t kParallelMin = 1 << 14;
-
-struct Task {
-  int64_t param;
-  int64_t begin;
-  int64_t len;
-};
 
 template <class T>
 void to_double(const void* src, int64_t begin, int64_t len, double* dst) {
@@ -44,17 +39,18 @@ void load_chunk(FloatKind kind, const void* src, int64_t begin, int64_t len, dou
 
 LIDSPLIT_CPU_CLONES void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, double* gram) {
   const int64_t pairs = num_pairs(n);
-  std::vector<Task> tasks;
+  // Chunk t of the flat task list belongs to parameter p with first_task[p] <= t < first_task[p + 1]
+  // (O(P) memory, not O(M)); parameters with no gradient present get no chunks.
+  std::vector<int64_t> first_task(static_cast<size_t>(num_params) + 1, 0);
   int64_t total = 0;
   for (int64_t p = 0; p < num_params; ++p) {
     bool present = false;
     for (int64_t i = 0; i < n; ++i) present = present || params[p].ptrs[i] != nullptr;
-    if (!present) continue;
-    for (int64_t b = 0; b < params[p].numel; b += kChunk)
-      tasks.push_back({p, b, std::min(kChunk, params[p].numel - b)});
-    total += params[p].numel;
+    const int64_t numel = present ? params[p].numel : 0;
+    first_task[p + 1] = first_task[p] + (numel + kChunk - 1) / kChunk;
+    total += numel;
   }
-  const int64_t ntasks = static_cast<int64_t>(tasks.size());
+  const int64_t ntasks = first_task[num_params];
   bool parallel = total * n >= kParallelMin;
 #ifdef _OPENMP
   const int threads = parallel ? omp_get_max_threads() : 1;
@@ -75,21 +71,23 @@ LIDSPLIT_CPU_CLONES void gradient_gram(const GramParam* params, int64_t num_para
     std::vector<const double*> rows(n);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < ntasks; ++t) {
-      const Task& task = tasks[t];
-      const GramParam& prm = params[task.param];
+      const int64_t p = std::upper_bound(first_task.begin(), first_task.end(), t) - first_task.begin() - 1;
+      const GramParam& prm = params[p];
+      const int64_t begin = (t - first_task[p]) * kChunk;
+      const int64_t len = std::min(kChunk, prm.numel - begin);
       for (int64_t i = 0; i < n; ++i) {
         if (prm.ptrs[i] == nullptr) {
           rows[i] = nullptr;
           continue;
         }
         double* dst = buf.data() + i * kChunk;
-        load_chunk(prm.kind, prm.ptrs[i], task.begin, task.len, dst);
+        load_chunk(prm.kind, prm.ptrs[i], begin, len, dst);
         rows[i] = dst;
       }
       for (int64_t i = 0; i < n; ++i) {
         if (rows[i] == nullptr) continue;
         for (int64_t j = i; j < n; ++j)
-          if (rows[j] != nullptr) acc[pair_index(i, j, n)] += pair_dot(rows[i], rows[j], task.len);
+          if (rows[j] != nullptr) acc[pair_index(i, j, n)] += pair_dot(rows[i], rows[j], len);
       }
     }
   }
