@@ -2,7 +2,9 @@
 
 from lidsplit._cuda import cuda_info
 from lidsplit import ops
+from lidsplit import split  # the subpackage, callable: lidsplit.split(model, data, ...) runs a split
+from lidsplit.split.run import split as run_split
 
 __version__ = "0.1.0"
 
-__all__ = ["cuda_info", "ops", "__version__"]
+__all__ = ["cuda_info", "ops", "split", "run_split", "__version__"]
