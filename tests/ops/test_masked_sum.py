@@ -149,6 +149,22 @@ def test_more_inputs_than_one_cuda_launch_takes(dev, groups):
         torch.testing.assert_close(xs[j].grad, want)
 
 
+def test_cuda_path_never_synchronizes(dev):
+    """Weights are read on the device: forward and backward run without a host synchronisation."""
+    if dev != "cuda":
+        pytest.skip("CUDA only")
+    xs = [torch.randn(8, 5, device=dev, requires_grad=True) for _ in range(3)]
+    w = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.5, 0.0]], device=dev, requires_grad=True)
+    up = torch.randn(8, 5, device=dev)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        masked_sum(xs, w).backward(up)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    assert w.grad is not None and xs[1].grad is not None
+
+
 # ---- conversions of the shared header (exercised through the CPU kernel) -------------------------
 
 

@@ -198,6 +198,10 @@ _masked_sum.register_autograd(_backward, setup_context=_setup_context)
 # kernels and backward formula.
 
 _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+# Private torch hooks; if a torch version lacks one, always take the registered op (the safe route).
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
+_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
+_function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", lambda: True)
 
 
 def plain_eager(tensors) -> bool:
@@ -208,12 +212,7 @@ def plain_eager(tensors) -> bool:
     for t in tensors:
         if t is not None and type(t) not in _PLAIN_TENSORS:
             return False
-    return not (
-        torch.compiler.is_compiling()
-        or torch._C._are_functorch_transforms_active()
-        or torch._C._len_torch_dispatch_stack()
-        or torch._C._is_torch_function_mode_enabled()
-    )
+    return not (torch.compiler.is_compiling() or _transforms_active() or _dispatch_modes() or _function_modes())
 
 
 class _MaskedSumFunction(torch.autograd.Function):
