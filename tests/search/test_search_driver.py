@@ -235,3 +235,21 @@ def test_asynchronous_asks_and_out_of_order_tells_resume(tmp_path) -> None:  # t
         drive(at)
     assert second.finished and second.result().trajectory() == first.result().trajectory()
     assert len(second.records) == 20
+
+
+def test_non_finite_results_survive_the_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A diverged evaluation (NaN / infinite loss, NaN accuracy) ranks last and is resumed exactly."""
+    import math
+
+    def ev(a):  # type: ignore[no-untyped-def]
+        k = sum(a) % 3
+        return Result(math.nan if k == 0 else fake_score(a), [math.inf, math.nan, 0.5][k])
+
+    make = lambda: Evolution(NB201_SPACE, population=8, keep=2, n_crossover=2, n_mutation=2, generations=3)  # noqa: E731
+    full = run_search(ev, make(), progress=False)
+    path = tmp_path / "h.json"
+    run_search(ev, make(), history=path, stop_after=9, progress=False)
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+    resumed = run_search(ev, make(), history=path, progress=False)
+    assert [r.arch for r in resumed.records] == [r.arch for r in full.records]
+    assert not math.isnan(resumed.best.acc) and resumed.best == full.best

@@ -78,7 +78,7 @@ class Record:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
         def num(v: Any) -> float:
-            return math.nan if v is None else float(v)
+            return math.nan if v is None else float(v)  # None: written by an outside tool for "unknown"
 
         try:
             return cls(tuple(int(a) for a in d["arch"]), num(d["acc"]), num(d["loss"]),
@@ -170,11 +170,12 @@ class AskTell:
         self.tree = tree
         self.path = Path(history) if history is not None else None
         self.save_every = save_every
-        self.identity: dict[str, Any] = {
+        # normalised through JSON so that it compares equal to the copy read back from a history file
+        self.identity: dict[str, Any] = json.loads(json.dumps({
             "space": strategy.domain.space.to_json(),
             "strategy": strategy.config(),
-            "evaluator": None if evaluator_config is None else json.loads(json.dumps(evaluator_config)),
-        }
+            "evaluator": None if evaluator_config is None else dict(evaluator_config),
+        }))
         self._oracle = oracle
         self.records: list[Record] = []
         self.oracle_values: list[float | None] | None = None if oracle is None else []
@@ -278,7 +279,7 @@ class AskTell:
         """Write the history now (atomically); returns its path (None without one)."""
         if self.path is None:
             return None
-        atomic_write_text(self.path, json.dumps(self.to_json(), allow_nan=False, separators=(",", ":")))
+        atomic_write_text(self.path, json.dumps(self.to_json(), separators=(",", ":")))
         self._unsaved = 0
         return self.path
 
@@ -362,6 +363,7 @@ def run_search(
                  evaluator_config=config, save_every=save_every)
     bar = progress_bar(None, enabled=progress, desc="search", total=strategy.budget, initial=len(at.records))
     shown, new = len(at.records), 0
+    best = _best(at.records)
     try:
         while stop_after is None or new < stop_after:
             a = at.ask()
@@ -375,9 +377,11 @@ def run_search(
             at.tell(a, r)
             new += 1
             bar.update(len(at.records) - shown)
+            for rec in at.records[shown:]:  # incremental: no pass over the whole history per evaluation
+                if best is None or rank_key(rec.result) > rank_key(best.result):
+                    best = rec
             shown = len(at.records)
-            best = at.records and _best(at.records)
-            if best:
+            if best is not None:
                 bar.set_postfix(best=f"{best.acc:.4f}", refresh=False)
     finally:
         bar.close()

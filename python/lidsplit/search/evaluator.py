@@ -44,13 +44,9 @@ class Result:
     n: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"acc": _num(self.acc), "loss": _num(self.loss), "leaf": self.leaf, "n": int(self.n)}
-
-
-def _num(v: float) -> float | None:
-    """NaN is not JSON; it is written as null (and read back as NaN)."""
-    v = float(v)
-    return None if math.isnan(v) else v
+        """Non-finite numbers stay as they are (written as the JSON extensions NaN / Infinity, as the split
+        tree's JSON does)."""
+        return {"acc": float(self.acc), "loss": float(self.loss), "leaf": self.leaf, "n": int(self.n)}
 
 
 class LeafEvaluator:

@@ -257,6 +257,10 @@ def train_from_scratch(
     test: also evaluate the test split (report only; never use it to choose).
     keep_model: return the trained network (``materialize``: a plain network without Choice modules).
     """
+    for split in ("train", "val") + (("test",) if test else ()):
+        if not hasattr(loaders, split):
+            raise TypeError(f"train_from_scratch: loaders must be a DataLoaders with train / val / test loaders, got "
+                            f"a {type(loaders).__name__} without '{split}'")
     model = _fresh_supernet(supernet, seed)
     space = search_space(model)
     a = space.validate_arch(arch)

@@ -475,7 +475,7 @@ class PerLeaf(Strategy):
             s = self.strategies[leaf]
             a = s.ask()
             if a is not None:
-                return self._issue(a, leaf=leaf, **s.meta(a))
+                return self._issue(a, **{**s.meta(a), "leaf": leaf})
             if not s.finished:
                 return None  # waiting for this leaf's results
             self._current += 1
