@@ -45,3 +45,22 @@ void gradient_gram(int device, const GramParamDev* params, int64_t num_params, i
 int64_t gradient_gram_workspace(int64_t n);
 
 }  // namespace lidsplit::cuda
+
+// ---- knn / lid (csrc/cuda/knn.cu) -----------------------------------------------------------------
+// All pointers are device pointers on `device`; work is queued on `stream` (no host sync). Launch
+// failures throw std::runtime_error naming the kernel.
+namespace lidsplit::cuda {
+
+// For each of the B matrices x[s] (b, m) float32 row-major: the k nearest other rows of every row
+// (squared Euclidean, ascending, ties by lower index, self excluded by index), written to dist and idx
+// (B, b, k). cls (B, b): equal rows share a class id (distance exactly 0); skip_zero drops them (the
+// MLE rule). norms (B, b) is scratch. The b x b matrix is never stored.
+void knn(int device, const float* x, const int32_t* cls, float* norms, int64_t B, int64_t b, int64_t m, int k,
+         bool skip_zero, float* dist, int64_t* idx, std::uintptr_t stream);
+
+// out[r], valid[r] = LID of row r from its sorted squared neighbour distances dist[r * k .. r * k + k)
+// (lidsplit::lid_from_sorted), for `rows` rows.
+void lid_rows(int device, const float* dist, int64_t rows, int k, int estimator, float* out, bool* valid,
+              std::uintptr_t stream);
+
+}  // namespace lidsplit::cuda

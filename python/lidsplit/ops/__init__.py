@@ -2,6 +2,7 @@
 
 from lidsplit.ops import reference
 from lidsplit.ops.gradient import gradient_cosine, gradient_gram
+from lidsplit.ops.lid import knn, lid_mle, lid_profile
 from lidsplit.ops.masked_sum import masked_sum
 
-__all__ = ["reference", "masked_sum", "gradient_cosine", "gradient_gram"]
+__all__ = ["reference", "masked_sum", "gradient_cosine", "gradient_gram", "knn", "lid_mle", "lid_profile"]

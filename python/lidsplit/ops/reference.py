@@ -81,3 +81,65 @@ def gradient_cosine(grads: list[list[Tensor | None]]) -> Tensor:
 
 
 # ---- knn / lid_mle / lid_profile ----------------------------------------------------------------
+
+
+def _sq_dists(x: Tensor) -> Tensor:
+    """Exact pairwise squared Euclidean distances of the rows of x (b, m), float64, row by row."""
+    x = x.detach().to(torch.float64)
+    return torch.stack([(x - x[i]).pow(2).sum(1) for i in range(x.shape[0])])
+
+
+def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """k nearest other rows: (squared distances float32, indices int64), ascending, ties by lower index."""
+    if x.dim() == 3:
+        outs = [knn(xi, k) for xi in x]
+        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+    d = _sq_dists(x)
+    d.fill_diagonal_(float("inf"))  # self excluded by index
+    vals, idx = torch.sort(d, dim=1, stable=True)  # stable: equal distances keep index order
+    return vals[:, :k].to(torch.float32), idx[:, :k]
+
+
+def lid_mle(
+    x: Tensor, k: int = 20, reduction: str = "mean", estimator: str = "mle", *, return_valid: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """LID per row / mean over valid rows; the rules are those of lidsplit.ops.lid (module docstring)."""
+    if x.dim() == 3:
+        outs = [lid_mle(xi, k, reduction, estimator, return_valid=True) for xi in x]
+        lid, valid = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+        return (lid, valid) if return_valid else lid
+    b = x.shape[0]
+    if b <= k:
+        raise ValueError(f"b = {b} rows, k = {k}")
+    d = _sq_dists(x)
+    rows, valid = torch.zeros(b, dtype=torch.float64), torch.zeros(b, dtype=torch.bool)
+    for i in range(b):
+        if estimator == "official":
+            # The authors' code: sort the full row (self at 0 included), drop sorted position 0.
+            r = torch.sort(d[i]).values[1 : k + 1].sqrt()
+            rows[i] = -k / (torch.log(r / (r[-1] + 1e-6)).sum() + 1e-6)
+            valid[i] = True
+            continue
+        others = torch.cat([d[i, :i], d[i, i + 1 :]])
+        pos = torch.sort(others[others > 0]).values[:k]  # equal rows (distance 0) are skipped
+        if pos.numel() < k:
+            continue
+        s = 0.5 * torch.log(pos / pos[-1]).sum()
+        if s == 0:
+            continue
+        num = k - 1 if estimator == "levina_bickel" else k
+        rows[i], valid[i] = -num / s, True
+    if reduction == "none":
+        lid = rows.to(torch.float32)
+    else:
+        if not bool(valid.any()):
+            raise ValueError("no valid row")
+        lid = rows[valid].mean().to(torch.float32)
+    return (lid, valid) if return_valid else lid
+
+
+def lid_profile(features, k: int = 20, estimator: str = "mle") -> Tensor:
+    """Mean LID of each matrix (flattened per sample): (L,) for a list, (P, L) for a list of lists."""
+    if features and not isinstance(features[0], Tensor):
+        return torch.stack([lid_profile(list(p), k, estimator) for p in features])
+    return torch.stack([lid_mle(f.reshape(f.shape[0], -1), k, "mean", estimator) for f in features])
