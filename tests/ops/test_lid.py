@@ -1,0 +1,323 @@
+"""lidsplit.ops.lid_mle / lid_profile against the reference and against known dimensions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lidsplit.ops import lid as lid_mod
+from lidsplit.ops import lid_mle, lid_profile, reference
+
+FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+ESTIMATORS = ["mle", "levina_bickel", "official"]
+
+
+@pytest.fixture(params=["full", "panels"])
+def panels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "panels":
+        monkeypatch.setattr(lid_mod, "_FULL_GRAM_WORK", 0)
+        monkeypatch.setattr(lid_mod, "_MIN_PANEL", 16)
+        monkeypatch.setattr(lid_mod, "_PANELS", 1 << 20)
+        monkeypatch.setattr(lid_mod, "_BUF_FLOATS", 256)
+    return request.param
+
+
+def subspace_gaussian(n: int, d: int, m: int, seed: int) -> torch.Tensor:
+    """n standard Gaussian points of a random d-dimensional subspace of R^m."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(m, d, generator=g, dtype=torch.float64))
+    return (torch.randn(n, d, generator=g, dtype=torch.float64) @ q.T).float()
+
+
+@FIXTURE_OK
+@given(
+    b=st.integers(4, 48),
+    m=st.integers(1, 10),
+    kfrac=st.floats(0.0, 1.0),
+    dtype=st.sampled_from(DTYPES),
+    estimator=st.sampled_from(ESTIMATORS),
+    seed=st.integers(0, 2**31 - 1),
+    dups=st.integers(0, 3),
+)
+def test_lid_rows_match_reference(
+    device: str, panels: str, b: int, m: int, kfrac: float, dtype, estimator: str, seed: int, dups: int
+) -> None:
+    k = 2 + int(kfrac * (b - 3))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, m, generator=g)
+    for _ in range(dups):
+        i, j = torch.randint(0, b, (2,), generator=g).tolist()
+        x[i] = x[j]
+    x = x.to(dtype)
+    rows, valid = lid_mle(x.to(device), k, "none", estimator, return_valid=True)
+    ref_rows, ref_valid = reference.lid_mle(x.float(), k, "none", estimator, return_valid=True)
+    assert rows.dtype == torch.float32 and rows.shape == (b,) and valid.dtype == torch.bool
+    assert torch.equal(valid.cpu(), ref_valid)
+    assert bool(torch.isfinite(rows).all()) or estimator == "official"
+    assert bool((rows.cpu()[~ref_valid] == 0).all())
+    torch.testing.assert_close(rows.cpu(), ref_rows, rtol=2e-3, atol=1e-3)
+    if bool(ref_valid.any()):
+        mean = lid_mle(x.to(device), k, "mean", estimator)
+        assert mean.shape == ()
+        torch.testing.assert_close(mean.cpu(), reference.lid_mle(x.float(), k, "mean", estimator), rtol=2e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_lid_batch(device: str, panels: str, estimator: str) -> None:
+    x = torch.randn(3, 80, 7)
+    x[2, 5] = x[2, 6]
+    mean, valid = lid_mle(x.to(device), 10, "mean", estimator, return_valid=True)
+    rows = lid_mle(x.to(device), 10, "none", estimator)
+    assert mean.shape == (3,) and valid.shape == (3, 80) and rows.shape == (3, 80)
+    for s in range(3):
+        torch.testing.assert_close(mean[s], lid_mle(x[s].to(device), 10, "mean", estimator))
+        torch.testing.assert_close(rows[s], lid_mle(x[s].to(device), 10, "none", estimator))
+        torch.testing.assert_close(rows[s].cpu(), reference.lid_mle(x[s], 10, "none", estimator), rtol=2e-3, atol=1e-3)
+
+
+def test_lid_b_equals_k_plus_one(device: str) -> None:
+    x = torch.randn(21, 6)
+    torch.testing.assert_close(lid_mle(x.to(device), 20).cpu(), reference.lid_mle(x, 20), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("b, k", [(20, 20), (5, 20), (3, 3)])
+def test_lid_b_le_k_names_both(device: str, b: int, k: int) -> None:
+    with pytest.raises(ValueError, match=rf"b = {b} rows but k = {k}"):
+        lid_mle(torch.randn(b, 4, device=device), k)
+
+
+def test_lid_duplicate_rule(device: str) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(60, 5)
+    x[10] = x[3]
+    x[11] = x[3]
+    x[40] = x[41]
+    rows, valid = lid_mle(x.to(device), 8, "none", return_valid=True)
+    assert bool(valid.all()) and bool((rows > 0).all()) and bool(torch.isfinite(rows).all())
+    # Duplicates are skipped: the estimate of row 3 equals the one with its copies removed.
+    keep = [i for i in range(60) if i not in (10, 11)]
+    alone = lid_mle(x[keep].to(device), 8, "none")
+    torch.testing.assert_close(rows[3], alone[3])
+    # The authors' rule: a duplicated row gets exactly 0.
+    off = lid_mle(x.to(device), 8, "none", "official")
+    assert off[[3, 10, 11, 40, 41]].tolist() == [0.0] * 5
+    assert bool((off[[i for i in range(60) if i not in (3, 10, 11, 40, 41)]] > 0).all())
+    torch.testing.assert_close(off.cpu(), reference.lid_mle(x, 8, "none", "official"), rtol=2e-3, atol=1e-3)
+
+
+def test_lid_too_few_positive_neighbours(device: str) -> None:
+    # Rows 0 and 1 are equal: each has only 6 rows at positive distance, too few for k = 7.
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(4))
+    x[1] = x[0]
+    rows, valid = lid_mle(x.to(device), 7, "none", return_valid=True)
+    ref_rows, ref_valid = reference.lid_mle(x, 7, "none", return_valid=True)
+    assert valid.cpu().tolist() == ref_valid.tolist() == [False, False] + [True] * 6
+    assert rows[:2].tolist() == [0.0, 0.0]
+    torch.testing.assert_close(rows.cpu(), ref_rows, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(lid_mle(x.to(device), 7).cpu(), ref_rows[2:].mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_lid_equidistant_rows_invalid(device: str) -> None:
+    # Simplex vertices: all neighbours equidistant, the MLE is infinite -> invalid; mean undefined.
+    x = torch.eye(10)
+    rows, valid = lid_mle(x.to(device), 4, "none", return_valid=True)
+    assert not bool(valid.any()) and bool((rows == 0).all())
+    with pytest.raises(ValueError, match="no row of x has an LID estimate"):
+        lid_mle(x.to(device), 4)
+    # The authors' formula explodes instead, like their code.
+    assert lid_mle(x.to(device), 4, estimator="official").item() > 1e5
+
+
+def test_lid_all_duplicates_raise(device: str) -> None:
+    x = torch.ones(30, 4)
+    with pytest.raises(ValueError, match="no row of x has an LID estimate"):
+        lid_mle(x.to(device), 5)
+    xb = torch.randn(2, 30, 4)
+    xb[1] = 1.0
+    with pytest.raises(ValueError, match=r"no row of x\[1\]"):
+        lid_mle(xb.to(device), 5)
+    assert lid_mle(x.to(device), 5, estimator="official").item() == 0.0
+
+
+def test_levina_bickel_is_scaled_mle(device: str) -> None:
+    x = torch.randn(200, 6)
+    k = 12
+    mle = lid_mle(x.to(device), k, "none")
+    lb = lid_mle(x.to(device), k, "none", "levina_bickel")
+    torch.testing.assert_close(lb, mle * (k - 1) / k)
+
+
+@pytest.mark.parametrize("d, lo, hi", [(2, 1.7, 2.4), (5, 4.3, 5.8), (10, 8.5, 11.0)])
+def test_lid_known_dimension(device: str, d: int, lo: float, hi: float) -> None:
+    x = subspace_gaussian(1000, d, 64, seed=d)
+    est = lid_mle(x.to(device), 20).item()
+    assert lo < est < hi, est
+
+
+@pytest.mark.parametrize("d, expected", [(2, 2.27), (5, 5.05), (10, 7.96), (20, 12.7)])
+def test_official_reference_values(device: str, d: int, expected: float) -> None:
+    # NAS-LID code, standard Gaussian in d dims, N = 128, k = 20 (shared/notes/official-code.md).
+    vals = [lid_mle(torch.randn(128, d, generator=torch.Generator().manual_seed(s)).to(device), 20, estimator="official").item() for s in range(5)]
+    assert abs(sum(vals) / len(vals) - expected) < 0.08 * expected, vals
+
+
+def test_official_is_scale_dependent_like_the_code() -> None:
+    x = subspace_gaussian(128, 5, 5, seed=3)
+    assert lid_mle(x, 20, estimator="official").item() > 4
+    assert lid_mle(x * 1e-8, 20, estimator="official").item() < 1
+    torch.testing.assert_close(lid_mle(x * 1e-8, 20), lid_mle(x, 20), rtol=1e-3, atol=0)
+
+
+def test_matches_skdim_if_installed() -> None:
+    skdim = pytest.importorskip("skdim")
+    x = subspace_gaussian(300, 4, 12, seed=7).double().numpy()
+    ours = lid_mle(torch.from_numpy(x).float(), 15, estimator="levina_bickel").item()
+    theirs = skdim.id.MLE().fit(x, n_neighbors=15, comb="mean").dimension_
+    assert abs(ours - theirs) < 1e-3 * theirs
+
+
+@pytest.mark.parametrize(
+    "make, kw, exc, match",
+    [
+        (lambda: torch.randn(30, 3), {"k": 1}, ValueError, r"k must be >= 2"),
+        (lambda: torch.randn(30, 3), {"estimator": "harmonic"}, ValueError, r"unknown estimator"),
+        (lambda: torch.randn(30, 3), {"reduction": "sum"}, ValueError, r"unknown reduction"),
+        (lambda: torch.randn(0, 3), {}, ValueError, r"empty|b = 0"),
+        (lambda: torch.randn(30, 0), {}, ValueError, r"empty"),
+        (lambda: torch.randn(3, 30).t(), {}, ValueError, r"contiguous"),
+        (lambda: torch.randn(30, 3, dtype=torch.float64), {}, TypeError, r"dtype"),
+        (lambda: torch.randint(0, 5, (30, 3)), {}, TypeError, r"dtype"),
+        (lambda: torch.full((30, 3), float("nan")), {}, ValueError, r"NaN or Inf"),
+        (lambda: torch.randn(30, 3).index_fill_(0, torch.tensor([7]), float("-inf")), {}, ValueError, r"NaN or Inf"),
+    ],
+)
+def test_lid_errors(device: str, make, kw: dict, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        lid_mle(make().to(device), **{"k": 20, **kw})
+
+
+def test_lid_opcheck(device: str) -> None:
+    x = torch.randn(40, 6, device=device)
+    for reduction in ("mean", "none"):
+        for est in ESTIMATORS:
+            torch.library.opcheck(torch.ops.lidsplit.lid_mle.default, (x, 5, reduction, est))
+    torch.library.opcheck(torch.ops.lidsplit.lid_mle.default, (x.view(2, 20, 6).contiguous().bfloat16(), 5, "mean", "mle"))
+    feats = [torch.randn(30, 4, device=device), torch.randn(30, 9, device=device), torch.randn(30, 2, device=device)]
+    torch.library.opcheck(torch.ops.lidsplit.lid_profile.default, (feats, 1, 5, "mle"))
+    torch.library.opcheck(torch.ops.lidsplit.lid_profile.default, (feats + feats[::-1], 2, 5, "official"))
+
+
+def test_lid_under_torch_compile(device: str) -> None:
+    torch._dynamo.reset()
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return lid_mle(torch.relu(x) * 2.0, k=8) + lid_mle(x, k=8, estimator="levina_bickel")
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x = torch.randn(64, 12, device=device)
+    torch.testing.assert_close(compiled(x), f(x))
+
+
+# ---- lid_profile -----------------------------------------------------------------------------------
+
+
+def test_profile_matches_reference(device: str, panels: str) -> None:
+    torch.manual_seed(1)
+    feats = [torch.randn(48, 3, 4, 4), torch.randn(48, 40).half(), torch.randn(48, 2, 5).bfloat16(), torch.randn(48, 7)]
+    feats[0][5] = feats[0][6]
+    for est in ESTIMATORS:
+        out = lid_profile([f.to(device) for f in feats], k=10, estimator=est)
+        assert out.shape == (4,) and out.dtype == torch.float32
+        torch.testing.assert_close(out.cpu(), reference.lid_profile([f.float() for f in feats], 10, est), rtol=2e-3, atol=1e-3)
+        for i, f in enumerate(feats):
+            torch.testing.assert_close(out[i], lid_mle(f.reshape(48, -1).to(device), 10, estimator=est))
+
+
+def test_profile_batch_of_profiles(device: str, panels: str) -> None:
+    torch.manual_seed(2)
+    profs = [[torch.randn(40, 6), torch.randn(40, 2, 3), torch.randn(40, 11)] for _ in range(4)]
+    out = lid_profile([[f.to(device) for f in p] for p in profs], k=7)
+    assert out.shape == (4, 3)
+    for p in range(4):
+        torch.testing.assert_close(out[p], lid_profile([f.to(device) for f in profs[p]], k=7))
+    torch.testing.assert_close(out.cpu(), reference.lid_profile(profs, 7), rtol=2e-3, atol=1e-3)
+
+
+def test_profile_errors(device: str) -> None:
+    a = torch.randn(30, 4, device=device)
+    with pytest.raises(ValueError, match=r"features\[1\].*contiguous"):
+        lid_profile([a, torch.randn(4, 30, device=device).t()])
+    with pytest.raises(ValueError, match=r"features\[1\].*batch size"):
+        lid_profile([a, torch.randn(31, 4, device=device)], k=5)
+    with pytest.raises(ValueError, match=r"features\[0\]' has b = 30 rows but k = 30"):
+        lid_profile([a], k=30)
+    with pytest.raises(ValueError, match=r"no row of features\[1\]"):
+        lid_profile([a, torch.ones(30, 3, device=device)], k=5)
+    with pytest.raises(ValueError, match=r"profile 1 has 1 matrices"):
+        lid_profile([[a, a], [a]], k=5)
+    with pytest.raises(ValueError, match=r"no feature matrices"):
+        lid_profile([], k=5)
+    with pytest.raises(TypeError, match=r"list of tensors"):
+        lid_profile(a, k=5)
+    with pytest.raises(ValueError, match=r"NaN or Inf"):
+        lid_profile([a, torch.full((30, 2), float("nan"), device=device)], k=5)
+
+
+# ---- memory ----------------------------------------------------------------------------------------
+
+
+def test_panel_plan_bounds_memory() -> None:
+    for b, m in [(128, 256), (4096, 256), (2048, 1024), (65536, 64), (100000, 8)]:
+        ti = lid_mod._panel_rows(b, m)
+        assert 1 <= ti <= b
+        if ti < b:
+            assert ti * b <= max(lid_mod._BUF_FLOATS, 16 * b)
+
+
+PEAK_RSS_SCRIPT = """
+import json, sys, torch
+import lidsplit.ops as ops
+b, m, what = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+x = torch.randn(b, m)
+run = {
+    "lid_mle": lambda: ops.lid_mle(x, 20),
+    "knn": lambda: ops.knn(x, 20),
+    "cdist": lambda: torch.cdist(x, x),
+}[what]
+ops.lid_mle(torch.randn(300, m), 20)  # warm up thread pools and the allocator
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the RSS high-water mark to the current RSS
+before = status("VmHWM")
+run()
+print(json.dumps(status("VmHWM") - before))
+"""
+
+
+def peak_extra_rss(b: int, m: int, what: str) -> int:
+    """Peak RSS above the starting point during one call, in a fresh process (Linux)."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(b), str(m), what], capture_output=True, text=True, timeout=300
+    )
+    if out.returncode != 0:
+        pytest.skip(f"peak RSS cannot be measured here: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory_is_not_b_squared() -> None:
+    b, m = 4096, 32
+    bb = b * b * 4
+    assert peak_extra_rss(b, m, "cdist") > bb * 0.9  # the measurement sees a b x b matrix
+    assert peak_extra_rss(b, m, "lid_mle") < bb / 8
+    assert peak_extra_rss(b, m, "knn") < bb / 8
