@@ -24,6 +24,9 @@ constexpr int kW = 16;
 // Work per task (pairs), so that small panels are not split into tasks too small to pay for.
 constexpr int64_t kTaskPairs = 1 << 15;
 
+// Below this many elements (or pairs) a pass runs on the calling thread: a parallel region costs more.
+constexpr int64_t kParallelWork = 1 << 16;
+
 // Largest squared norm accepted: with |xi|^2, |xj|^2 <= FLT_MAX / 4 neither the Gram entries nor
 // |xi|^2 + |xj|^2 - 2 <xi, xj> can overflow float32.
 constexpr float kMaxSqNorm = FLT_MAX / 4;
@@ -106,102 +109,105 @@ void duplicate_classes(KnnState& s) {
   }
 }
 
-// Row pass: rows [r_lo, r_hi) of the panel against its columns [i0, b).
-LIDSPLIT_CLONES void row_pass(const KnnPanel& p, int64_t r_lo, int64_t r_hi) {
-  KnnState& s = *p.s;
-  const int64_t b = s.b, m = s.m, i0 = p.i0, ld = b - p.i0;
+// Groups of candidates whose minima bound a row's k-th distance: 16 * kGroupVecs at most.
+constexpr int kGroupVecs = 8;
+
+// Offer row r of s the n candidates c0 .. c0 + n - 1, whose Gram entries with r are gv[0 .. n).
+//
+// When r's list is not yet full, a bound on its final k-th distance comes first: the candidates are
+// dealt into disjoint groups (lane t of block q goes to group (q mod V, t)); each group's minimum over
+// its regular members (not equal to r, not near zero, so their distance is final) is an actual
+// distance, so the k-th smallest group minimum has at least k candidates at or below it. Candidates
+// above the bound can never enter the list, which cuts the insertions of a fresh row from about
+// k (1 + ln(n / k)) to little more than k.
+LIDSPLIT_CLONES void offer(KnnState& s, int64_t r, const float* gv, int64_t c0, int64_t n) {
+  const int64_t m = s.m;
   const int k = s.k;
   const bool skip_zero = s.skip_zero;
-  const float* nrm = s.norms.data();
-  const int32_t* cls = s.cls.data();
-  float dv[kW];
-  for (int64_t i = r_lo; i < r_hi; ++i) {
-    const float* g = p.g + (i - i0) * ld;  // g[j - i0], j in [i0, b)
-    float* di = s.dist.data() + i * k;
-    int32_t* ii = s.idx.data() + i * k;
-    const float* xi = s.x + i * m;
-    const float ni = nrm[i];
-    const int32_t ci = cls[i];
-    float thr = di[k - 1];
-    int64_t j = i0;
-    for (; j + kW <= b; j += kW) {
-      int any = 0;
-#pragma omp simd reduction(| : any)
+  const float* nrm = s.norms.data() + c0;
+  const int32_t* cls = s.cls.data() + c0;
+  float* di = s.dist.data() + r * k;
+  int32_t* ii = s.idx.data() + r * k;
+  const float* xr = s.x + r * m;
+  const float nr = s.norms[r];
+  const int32_t cr = s.cls[r];
+  float thr = di[k - 1];
+  const int64_t nb = n / kW * kW;
+  if (thr == INFINITY) {
+    const int vecs = std::min(kGroupVecs, std::max(1, (3 * k + kW - 1) / kW));
+    alignas(64) float gmin[kGroupVecs * kW];
+    for (int e = 0; e < vecs * kW; ++e) gmin[e] = INFINITY;
+    int v = 0;
+    for (int64_t q = 0; q < nb; q += kW) {
+      float* acc = gmin + v * kW;
+#pragma omp simd
       for (int t = 0; t < kW; ++t) {
-        const float ns = ni + nrm[j + t];
-        const float d = sq_dist_epilogue(ni, nrm[j + t], g[j - i0 + t]);
-        dv[t] = d;
-        any |= static_cast<int>(d <= thr) | static_cast<int>(d <= kNearZeroRel * ns) | static_cast<int>(cls[j + t] == ci);
+        const float ns = nr + nrm[q + t];
+        const float d = sq_dist_epilogue(nr, nrm[q + t], gv[q + t]);
+        const bool regular = (d > kNearZeroRel * ns) & (cls[q + t] != cr);
+        const float c = regular ? d : INFINITY;
+        acc[t] = c < acc[t] ? c : acc[t];
       }
-      if (!any) continue;
-      for (int t = 0; t < kW; ++t) {
-        const int64_t jj = j + t;
-        const float ns = ni + nrm[jj];
-        const bool dup = cls[jj] == ci;
-        if (jj == i || !knn_candidate(dv[t], thr, ns, dup)) continue;
-        if (knn_consider(di, ii, k, dv[t], jj, dup, ns, skip_zero, xi, s.x + jj * m, m)) thr = di[k - 1];
-      }
+      v = v + 1 == vecs ? 0 : v + 1;
     }
-    for (; j < b; ++j) {
-      const float ns = ni + nrm[j];
-      const float d = sq_dist_epilogue(ni, nrm[j], g[j - i0]);
-      const bool dup = cls[j] == ci;
-      if (j == i || !knn_candidate(d, thr, ns, dup)) continue;
-      if (knn_consider(di, ii, k, d, j, dup, ns, skip_zero, xi, s.x + j * m, m)) thr = di[k - 1];
+    for (int64_t q = nb; q < n; ++q) {
+      const float ns = nr + nrm[q];
+      const float d = sq_dist_epilogue(nr, nrm[q], gv[q]);
+      if (d > kNearZeroRel * ns && cls[q] != cr) gmin[q - nb] = std::min(gmin[q - nb], d);
+    }
+    if (vecs * kW >= k) {
+      std::nth_element(gmin, gmin + (k - 1), gmin + vecs * kW);
+      thr = gmin[k - 1];  // +inf when fewer than k groups have a regular member
     }
   }
+  alignas(64) float dv[kW];
+  auto visit = [&](int64_t q, float d) {
+    const int64_t j = c0 + q;
+    const float ns = nr + nrm[q];
+    const bool dup = cls[q] == cr;
+    if (j == r || !knn_candidate(d, thr, ns, dup)) return;
+    if (knn_consider(di, ii, k, d, j, dup, ns, skip_zero, xr, s.x + j * m, m)) thr = std::min(thr, di[k - 1]);
+  };
+  for (int64_t q = 0; q < nb; q += kW) {
+    uint32_t mask = 0;
+#pragma omp simd reduction(| : mask)
+    for (int t = 0; t < kW; ++t) {
+      const float ns = nr + nrm[q + t];
+      const float d = sq_dist_epilogue(nr, nrm[q + t], gv[q + t]);
+      dv[t] = d;
+      const uint32_t f = static_cast<uint32_t>(d <= thr) | static_cast<uint32_t>(d <= kNearZeroRel * ns) |
+                         static_cast<uint32_t>(cls[q + t] == cr);
+      mask |= f << t;
+    }
+    for (; mask; mask &= mask - 1) {
+      const int t = __builtin_ctz(mask);
+      visit(q + t, dv[t]);
+    }
+  }
+  for (int64_t q = nb; q < n; ++q) visit(q, sq_dist_epilogue(nr, nrm[q], gv[q]));
 }
 
-// Column pass: rows [c_lo, c_hi) (all >= i1) receive the panel's rows [i0, i1) as candidates, read
-// down the panel's columns, kW columns at a time.
-LIDSPLIT_CLONES void col_pass(const KnnPanel& p, int64_t c_lo, int64_t c_hi) {
+// Row pass: rows [r_lo, r_hi) of the panel against its columns [i0, b).
+void row_pass(const KnnPanel& p, int64_t r_lo, int64_t r_hi) {
   KnnState& s = *p.s;
-  const int64_t b = s.b, m = s.m, i0 = p.i0, i1 = p.i1, ld = b - p.i0;
-  const int k = s.k;
-  const bool skip_zero = s.skip_zero;
-  const float* nrm = s.norms.data();
-  const int32_t* cls = s.cls.data();
-  float dv[kW], thr[kW], nj[kW];
-  int32_t cj[kW];
+  const int64_t ld = s.b - p.i0;
+  for (int64_t i = r_lo; i < r_hi; ++i) offer(s, i, p.g + (i - p.i0) * ld, p.i0, ld);
+}
+
+// Column pass: rows [c_lo, c_hi) (all >= i1) receive the panel's rows [i0, i1) as candidates: the
+// panel's columns, kW at a time, transposed into a scratch block and offered like rows.
+void col_pass(const KnnPanel& p, int64_t c_lo, int64_t c_hi) {
+  KnnState& s = *p.s;
+  const int64_t ld = s.b - p.i0, rows = p.i1 - p.i0;
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(kW * rows));
+  float* tr = scratch.data();
   for (int64_t j0 = c_lo; j0 < c_hi; j0 += kW) {
     const int w = static_cast<int>(std::min<int64_t>(kW, c_hi - j0));
-    for (int t = 0; t < kW; ++t) {
-      // Lanes past the end get a threshold no candidate passes and a class no row has.
-      const bool on = t < w;
-      thr[t] = on ? s.dist[(j0 + t) * k + k - 1] : -1.0f;
-      nj[t] = on ? nrm[j0 + t] : 0.0f;
-      cj[t] = on ? cls[j0 + t] : -1;
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* g = p.g + (i - i0) * ld + (j0 - i0);
-      const float ni = nrm[i];
-      const int32_t ci = cls[i];
-      int any = 0;
-      if (w == kW) {
-#pragma omp simd reduction(| : any)
-        for (int t = 0; t < kW; ++t) {
-          const float ns = ni + nj[t];
-          const float d = sq_dist_epilogue(ni, nj[t], g[t]);
-          dv[t] = d;
-          any |= static_cast<int>(d <= thr[t]) | static_cast<int>(d <= kNearZeroRel * ns) | static_cast<int>(cj[t] == ci);
-        }
-      } else {
-        for (int t = 0; t < w; ++t) {
-          dv[t] = sq_dist_epilogue(ni, nj[t], g[t]);
-          any = 1;
-        }
-      }
-      if (!any) continue;
-      const float* xi = s.x + i * m;
-      for (int t = 0; t < w; ++t) {
-        const int64_t j = j0 + t;
-        const float ns = ni + nj[t];
-        const bool dup = cj[t] == ci;
-        if (!knn_candidate(dv[t], thr[t], ns, dup)) continue;
-        float* dj = s.dist.data() + j * k;
-        if (knn_consider(dj, s.idx.data() + j * k, k, dv[t], i, dup, ns, skip_zero, s.x + j * m, xi, m)) thr[t] = dj[k - 1];
-      }
-    }
+    const float* g = p.g + (j0 - p.i0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int t = 0; t < w; ++t) tr[t * rows + r] = g[r * ld + t];
+    for (int t = 0; t < w; ++t) offer(s, j0 + t, tr + t * rows, p.i0, rows);
   }
 }
 
@@ -235,8 +241,10 @@ void knn_prepare(std::vector<KnnState*>& states, int threads) {
     off[t + 1] = off[t] + s.b;
   }
   const int64_t total = off[ns];
+  int64_t work = 0;
+  for (size_t t = 0; t < ns; ++t) work += states[t]->b * states[t]->m;
   int64_t bad = std::numeric_limits<int64_t>::max();
-#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(static) reduction(min : bad)
+#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(static) reduction(min : bad) if (work >= kParallelWork)
   for (int64_t r = 0; r < total; ++r) {
     const size_t t = static_cast<size_t>(std::upper_bound(off.begin(), off.end(), r) - off.begin()) - 1;
     KnnState& s = *states[t];

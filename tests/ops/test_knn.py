@@ -47,13 +47,14 @@ def check_knn(x: torch.Tensor, k: int, dist: torch.Tensor, idx: torch.Tensor) ->
     assert all(len(set(r)) == k for r in idx.tolist()), "repeated neighbour"
     torch.testing.assert_close(exact_sq(x.cpu(), rows, idx), ref_d.double(), atol=tol, rtol=1e-5)
     assert bool((dist[:, 1:] >= dist[:, :-1]).all())
-    # Where the reference distances are well separated the indices must agree exactly.
-    gap = torch.full((b, k), float("inf"), dtype=torch.float64)
-    rd = ref_d.double()
-    if k > 1:
-        diff = rd[:, 1:] - rd[:, :-1]
-        gap[:, 1:] = diff
-        gap[:, :-1] = torch.minimum(gap[:, :-1], diff)
+    # Where the reference distances are well separated (from their neighbours in the order, the
+    # (k+1)-th included) the indices must agree exactly.
+    rd = reference.knn(x.cpu(), min(k + 1, b - 1))[0].double()
+    if rd.shape[1] == k:
+        rd = torch.cat([rd, torch.full((b, 1), float("inf"), dtype=torch.float64)], 1)
+    diff = rd[:, 1:] - rd[:, :-1]
+    gap = torch.cat([torch.full((b, 1), float("inf"), dtype=torch.float64), diff], 1)
+    gap = torch.minimum(gap[:, :k], diff[:, :k])
     sure = gap > 100 * tol
     assert bool((idx[sure] == ref_i[sure]).all())
 
@@ -131,8 +132,8 @@ def test_knn_batch(device: str, panels: str) -> None:
 
 def test_knn_larger_uses_panels() -> None:
     # Big enough for the default plan to cut the Gram matrix into symmetric panels.
-    x = torch.randn(700, 20)
-    assert lid_mod._panel_rows(700, 20) < 700
+    x = torch.randn(1100, 16)
+    assert lid_mod._panel_rows(1100, 16) < 1100
     dist, idx = knn(x, 10)
     check_knn(x, 10, dist, idx)
 

@@ -66,14 +66,20 @@ LIDSPLIT_HD bool knn_before(float da, int64_t ia, float db, I ib) {
 template <class I>
 LIDSPLIT_HD bool topk_insert(float* dist, I* idx, int k, float d, int64_t j) {
   if (!knn_before(d, j, dist[k - 1], idx[k - 1])) return false;
-  int p = k - 1;
-  while (p > 0 && knn_before(d, j, dist[p - 1], idx[p - 1])) {
+  int lo = 0, hi = k - 1;  // binary search: the first position that (d, j) comes before
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (knn_before(d, j, dist[mid], idx[mid]))
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  for (int p = k - 1; p > lo; --p) {
     dist[p] = dist[p - 1];
     idx[p] = idx[p - 1];
-    --p;
   }
-  dist[p] = d;
-  idx[p] = static_cast<I>(j);
+  dist[lo] = d;
+  idx[lo] = static_cast<I>(j);
   return true;
 }
 

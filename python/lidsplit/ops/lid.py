@@ -70,11 +70,13 @@ REDUCTIONS = ("mean", "none")
 
 # Panel plan: one full Gram panel below this much work (b * b * m multiply-adds) or at most this many
 # rows; otherwise about _PANELS panels of at least _MIN_PANEL rows, a multiple of 16.
-_FULL_GRAM_WORK = 1 << 22
+_FULL_GRAM_WORK = 1 << 24
 _MIN_PANEL = 64
 _PANELS = 16
 # Floats of panel buffer per update call (more only when a single panel needs it).
 _BUF_FLOATS = 1 << 22
+# Largest squared row norm accepted (csrc/cpu/knn.cpp kMaxSqNorm): float32 max / 4.
+_MAX_SQ_NORM = torch.finfo(torch.float32).max / 4
 
 
 # ---- argument checks -------------------------------------------------------------------------------
@@ -176,8 +178,15 @@ def _as_f32(x: Tensor) -> Tensor:
 
 def _cuda_lists(x3: Tensor, k: int, skip_zero: bool, name: str) -> tuple[Tensor, Tensor]:
     """(B, b, k) sorted squared distances and indices on the GPU."""
-    if not bool(torch.isfinite(x3).all()):
-        raise ValueError(f"lidsplit: argument '{name}' ({describe(x3)}) contains NaN or Inf")
+    # The CPU kernel checks this in its norm pass; here torch does (one host sync).
+    sq = torch.linalg.vector_norm(x3, dim=-1).double().square()
+    if not bool((sq <= _MAX_SQ_NORM).all()):
+        if not bool(torch.isfinite(x3).all()):
+            raise ValueError(f"lidsplit: argument '{name}' ({describe(x3)}) contains NaN or Inf")
+        raise ValueError(
+            f"lidsplit: argument '{name}' ({describe(x3)}) is too large for float32 distances (squared norm "
+            "above 8.5e37); rescale the input"
+        )
     B, b, _ = x3.shape
     cls = torch.empty(B, b, dtype=torch.int32, device=x3.device)
     for s in range(B):
