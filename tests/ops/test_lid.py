@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lidsplit.ops import lid as lid_mod
-from lidsplit.ops import lid_mle, lid_profile, reference
+from lidsplit.ops import knn, lid_mle, lid_profile, reference
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -321,3 +321,81 @@ def test_peak_memory_is_not_b_squared() -> None:
     assert peak_extra_rss(b, m, "cdist") > bb * 0.9  # the measurement sees a b x b matrix
     assert peak_extra_rss(b, m, "lid_mle") < bb / 8
     assert peak_extra_rss(b, m, "knn") < bb / 8
+
+
+# ---- the Python side of the CUDA path, driven on the CPU with a mock of the two CUDA entry points ----
+
+
+def _mock_knn_cuda(x, cls, norms, k, skip_zero, dist, idx, stream) -> None:
+    x, cls, dist, idx = (torch.from_dlpack(c) for c in (x, cls, dist, idx))
+    for s in range(x.shape[0]):
+        d2 = reference._sq_dists(x[s])
+        same = cls[s][:, None] == cls[s][None, :]
+        d2[same] = 0.0
+        d2.fill_diagonal_(float("inf"))
+        if skip_zero:
+            d2[same] = float("inf")
+        vals, order = torch.sort(d2, dim=1, stable=True)
+        dist[s] = vals[:, :k].float()
+        idx[s] = order[:, :k]
+
+
+def _mock_lid_rows_cuda(dist, estimator, rows, valid, stream) -> None:
+    dist, rows, valid = (torch.from_dlpack(c) for c in (dist, rows, valid))
+    d2 = dist.double().reshape(-1, dist.shape[-1])
+    k = d2.shape[1]
+    if estimator == lid_mod.ESTIMATORS["official"]:
+        r = d2.sqrt()
+        out = -k / (torch.log(r / (r[:, -1:] + 1e-6)).sum(1) + 1e-6)
+        ok = torch.ones_like(out, dtype=torch.bool)
+    else:
+        s = 0.5 * torch.log(d2 / d2[:, -1:]).sum(1)
+        ok = torch.isfinite(d2[:, -1]) & (d2[:, 0] > 0) & (s < 0)
+        num = k - 1 if estimator == lid_mod.ESTIMATORS["levina_bickel"] else k
+        out = torch.where(ok, -num / torch.where(ok, s, -1.0), 0.0)
+    rows.view(-1).copy_(out.float())
+    valid.view(-1).copy_(ok)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_cuda_glue_with_mock(estimator: str) -> None:
+    torch.manual_seed(5)
+    x = torch.randn(2, 40, 6)
+    x[0, 3] = x[0, 4]
+    feats = [torch.randn(40, 3, 2), torch.randn(40, 5).half()]
+    want = (
+        knn(x, 4),
+        lid_mle(x, 6, "mean", estimator, return_valid=True),
+        lid_mle(x[1], 6, "none", estimator, return_valid=True),
+        lid_profile(feats, 6, estimator),
+        lid_profile([feats, feats[::-1]], 6, estimator),
+    )
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(lid_mod, "_on_cuda", lambda t: True)
+        mp.setattr(lid_mod._C, "knn_cuda", _mock_knn_cuda)
+        mp.setattr(lid_mod._C, "lid_rows_cuda", _mock_lid_rows_cuda)
+        got = (
+            knn(x, 4),
+            lid_mle(x, 6, "mean", estimator, return_valid=True),
+            lid_mle(x[1], 6, "none", estimator, return_valid=True),
+            lid_profile(feats, 6, estimator),
+            lid_profile([feats, feats[::-1]], 6, estimator),
+        )
+        with pytest.raises(ValueError, match="no row of x has an LID estimate") if estimator != "official" else contextlib.nullcontext():
+            lid_mle(torch.ones(30, 3), 5, estimator=estimator)
+        with pytest.raises(ValueError, match=r"no row of x\[1\]") if estimator != "official" else contextlib.nullcontext():
+            lid_mle(torch.stack([torch.randn(30, 3), torch.ones(30, 3)]), 5, estimator=estimator)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            lid_mle(torch.full((30, 3), float("nan")), 5)
+        with pytest.raises(ValueError, match="too large"):
+            knn(torch.tensor([[0.0, 1.0], [3e38, 1.0], [2.0, 2.0]]), 1)
+    finally:
+        mp.undo()
+    assert torch.equal(got[0][1], want[0][1])
+    torch.testing.assert_close(got[0][0], want[0][0])
+    for g, w in zip(got[1:3], want[1:3]):
+        torch.testing.assert_close(g[0], w[0], rtol=1e-4, atol=1e-5)
+        assert torch.equal(g[1], w[1])
+    torch.testing.assert_close(got[3], want[3], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got[4], want[4], rtol=1e-4, atol=1e-5)

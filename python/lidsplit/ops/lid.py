@@ -176,6 +176,11 @@ def _as_f32(x: Tensor) -> Tensor:
 # ---- CUDA driver -----------------------------------------------------------------------------------
 
 
+def _on_cuda(x: Tensor) -> bool:
+    """Whether x takes the CUDA path (a function, so that tests can drive that path with a mock)."""
+    return x.is_cuda
+
+
 def _cuda_lists(x3: Tensor, k: int, skip_zero: bool, name: str) -> tuple[Tensor, Tensor]:
     """(B, b, k) sorted squared distances and indices on the GPU."""
     # The CPU kernel checks this in its norm pass; here torch does (one host sync).
@@ -227,7 +232,7 @@ def _knn_op(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     _check_k(k, minimum=1)
     x = _check_matrix("x", x, (2, 3), k)
     out_shape = (*x.shape[:-1], k)
-    if x.is_cuda:
+    if _on_cuda(x):
         dist, idx = _cuda_lists(_as_f32(x).reshape(-1, *x.shape[-2:]), k, False, "x")
         return dist.view(out_shape), idx.view(out_shape)
     x32 = _as_f32(x)
@@ -262,7 +267,7 @@ def _lid_mle_op(x: Tensor, k: int, reduction: str, estimator: str) -> tuple[Tens
     batched = x.dim() == 3
     lead = x.shape[:-2]
     b = x.shape[-2]
-    if x.is_cuda:
+    if _on_cuda(x):
         x3 = _as_f32(x).reshape(-1, *x.shape[-2:])
         dist, _ = _cuda_lists(x3, k, est != ESTIMATORS["official"], "x")
         rows, valid = _cuda_rows(dist, est)
@@ -333,7 +338,7 @@ def _lid_profile_op(features: list[Tensor], num_profiles: int, k: int, estimator
     est, length = _check_profile_args(features, num_profiles, k, estimator)
     n = len(features)
     names = [_feature_name(i, length, num_profiles) for i in range(n)]
-    if features[0].is_cuda:
+    if _on_cuda(features[0]):
         means_l, counts_l = [], []
         for f in features:
             dist, _ = _cuda_lists(_as_f32(f).unsqueeze(0), k, est != ESTIMATORS["official"], "features")
