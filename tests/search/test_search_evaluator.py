@@ -161,3 +161,16 @@ def test_random_search_over_the_tree_root(data, leaf_models) -> None:  # type: i
     res = run_search(ev, RandomSearch(tree, samples=6, seed=0), progress=False)
     assert [r.leaf for r in res.records] == [tree.route(r.arch) for r in res.records]
     assert all(0.0 <= r.acc <= 1.0 and r.loss > 0 and r.n == 16 for r in res.records)
+
+
+def test_leaf_models_on_any_device(device, data) -> None:  # type: ignore[no-untyped-def]
+    """Models and data on ``device`` (CUDA when present): the evaluator scores on the model's device and
+    matches the CPU numbers."""
+    tree = make_tree()
+    cpu_models = {leaf: tiny_supernet(leaf) for leaf in tree.leaf_ids()}
+    dev_models = {leaf: tiny_supernet(leaf).to(device) for leaf in tree.leaf_ids()}
+    arch = (3, 1, 2, 3, 0, 4)
+    cpu = LeafEvaluator(tree, cpu_models, data.loaders(16), **EVAL).evaluate(arch)
+    dev = LeafEvaluator(tree, dev_models, data.loaders(16, device=device), **EVAL).evaluate(arch)
+    assert dev.leaf == cpu.leaf and dev.n == cpu.n
+    assert dev.loss == pytest.approx(cpu.loss, rel=1e-4, abs=1e-5)

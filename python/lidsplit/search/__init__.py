@@ -10,6 +10,18 @@
   loss, or GM-NAS successive halving); ``train_from_scratch``: train it and report its test accuracy.
 
 Nothing here reads a benchmark's true accuracy to steer or stop a search.
+
+An outside optimiser (Optuna, Syne Tune, ...) drives the leaves as its objective, e.g. with Optuna::
+
+    ev = LeafEvaluator(tree, models, loaders)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(100):
+        trial = study.ask()
+        arch = tuple(trial.suggest_categorical(e.label, list(range(e.num_ops))) for e in tree.space.edges)
+        study.tell(trial, ev.evaluate(arch).acc)
+
+or a built-in strategy is driven from outside: ``at = AskTell(Evolution(tree), history="h.json")``, then
+``while (a := at.ask()) is not None: at.tell(a, ev.evaluate(a))``.
 """
 
 from lidsplit.search.driver import AskTell, HistoryError, Oracle, Record, SearchResult, run_search
