@@ -13,14 +13,13 @@ from lidsplit.search import (
     LeafEvaluator,
     PerLeaf,
     RandomSearch,
-    Record,
     run_search,
     scratch_train_fn,
     select_final,
     successive_halving,
     train_from_scratch,
 )
-from lidsplit.supernet import search_space, use_path
+from lidsplit.supernet import search_space
 from lidsplit.train import EvalResult
 
 CANDS = [(i, 0, 0, 0, 0, 0) for i in range(5)] + [(0, i, 0, 0, 0, 0) for i in range(1, 4)]  # 8 distinct
