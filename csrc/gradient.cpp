@@ -16,16 +16,10 @@
 #endif
 
 namespace lidsplit {
-namespace {
 
-FloatKind float_kind(DType d) {
-  switch (d) {
-    case DType::kFloat16: return FloatKind::kFloat16;
-    case DType::kBFloat16: return FloatKind::kBFloat16;
-    case DType::kFloat64: return FloatKind::kFloat64;
-    default: return FloatKind::kFloat32;
-  }
-}
+FloatKind float_kind(DType d);  // csrc/masked_sum.cpp
+
+namespace {
 
 void gram_binding(const py::list& grads, int64_t n, const py::capsule& out_cap,
                   const py::object& ws_obj, bool cosine, std::uintptr_t stream) {

@@ -16,8 +16,8 @@
 #endif
 
 namespace lidsplit {
-namespace {
 
+// The FloatKind of a checked floating tensor (also used by csrc/gradient.cpp).
 FloatKind float_kind(DType d) {
   switch (d) {
     case DType::kFloat16: return FloatKind::kFloat16;
@@ -26,6 +26,8 @@ FloatKind float_kind(DType d) {
     default: return FloatKind::kFloat32;
   }
 }
+
+namespace {
 
 void check_float(const TensorArg& a) {
   a.check_dtype({DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64});

@@ -18,6 +18,17 @@ constexpr int kBlock = 16;  // outputs kept in registers by the forward kernel
 // Below this many elements the OpenMP fork costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
 
+// Task t of `chunks` chunks per group of gn elements: its group, offset in the group, offset in the
+// tensor and length. Chunks never straddle a group.
+struct Chunk {
+  int64_t g, off, begin, len;
+};
+inline Chunk chunk(int64_t t, int64_t chunks, int64_t gn) {
+  const int64_t g = t / chunks;
+  const int64_t off = (t % chunks) * kChunk;
+  return {g, off, g * gn + off, std::min(kChunk, gn - off)};
+}
+
 int thread_count() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -48,10 +59,7 @@ LIDSPLIT_CPU_CLONES void masked_sum_impl(const void* const* xs, int64_t n, const
     int64_t cached_group = -1, m = 0;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t g = t / chunks;
-      const int64_t off = (t % chunks) * kChunk;
-      const int64_t begin = g * gn + off;
-      const int64_t len = std::min(kChunk, gn - off);
+      const auto [g, off, begin, len] = chunk(t, chunks, gn);
       if (g != cached_group) {
         m = 0;
         for (int64_t j = 0; j < n; ++j) {
@@ -97,10 +105,7 @@ LIDSPLIT_CPU_CLONES void spread_impl(const void* grad_, int64_t n, const double*
   const int64_t tasks = groups * chunks;
 #pragma omp parallel for schedule(static) if (groups * gn * n >= kParallelMin)
   for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t g = t / chunks;
-    const int64_t off = (t % chunks) * kChunk;
-    const int64_t begin = g * gn + off;
-    const int64_t len = std::min(kChunk, gn - off);
+    const auto [g, off, begin, len] = chunk(t, chunks, gn);
     const T* gr = grad + begin;
     bool any = false;
     for (int64_t j = 0; j < n; ++j) any = any || w[g * n + j] != 0.0;
@@ -146,10 +151,7 @@ LIDSPLIT_CPU_CLONES void wgrad_impl(const void* const* xs, int64_t n, const void
     double* acc = partial.data() + static_cast<int64_t>(thread_id()) * stride;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t g = t / chunks;
-      const int64_t off = (t % chunks) * kChunk;
-      const int64_t begin = g * gn + off;
-      const int64_t len = std::min(kChunk, gn - off);
+      const auto [g, off, begin, len] = chunk(t, chunks, gn);
       const T* gr = grad + begin;
       // grad's chunk stays in L1 across the n inputs; within a chunk the products are summed in the
       // accumulation type (float32 unless float64), chunks in float64.
