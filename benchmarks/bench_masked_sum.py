@@ -3,7 +3,8 @@
 Cases (the issue's): forward + backward of 5 tensors of (64, 16, 32, 32) float32 with (5,) weights that
 require grad, against the Python sum ``sum(w[j] * x[j])`` and ``torch.einsum`` over ``torch.stack``;
 then a constant 0/1 mask (the supernet ``sum`` mode: weights need no grad), one-hot [1, 0, 0, 0, 0]
-against all ones, to show what masked-out inputs cost. Times are medians over repeats (min in
+against all ones, to show what masked-out inputs cost; then the per-call cost on tiny tensors, where
+the public function's eager fast path is compared with the registered op's dispatcher route. Times are medians over repeats (min in
 brackets); ratios are baseline median / lidsplit median. The methods of a table take turns within each
 repeat, so load changes on a shared machine hit them alike; the load average is printed.
 
@@ -110,6 +111,27 @@ def main() -> None:
             print(f"{name + ', ' + label:<34}{t_ones * 1e3:>9.2f}{t_hot * 1e3:>12.2f}{t_hot / t_ones:>14.2f}")
     print("\nNote: with a 0 weight, lidsplit's forward never reads that input; its backward still writes a zero\n"
           "gradient for it (a fill, no read of the upstream gradient).")
+
+    # per-call overhead on tiny tensors, including the registered op's dispatcher route
+    small = [torch.randn(8, 16, device=device) for _ in range(n)]
+    small_up = torch.randn(8, 16, device=device)
+    w_small = torch.rand(n, device=device)
+    routes = [("lidsplit masked_sum", masked_sum), ("torch.ops.lidsplit (dispatcher)", torch.ops.lidsplit.masked_sum),
+              ("python sum(w*x)", python_sum)]
+
+    def small_step(fn, grad: bool) -> Callable[[], None]:
+        xs = [x.clone().requires_grad_(grad) for x in small]
+        w = w_small.clone().requires_grad_(grad)
+        if not grad:
+            return lambda: fn(xs, w)
+        return lambda: fn(xs, w).backward(small_up)
+
+    print(f"\n3) per-call cost, 5 x (8, 16) float32 (microseconds, median of {args.repeat * 20})")
+    print(f"{'method':<34}{'forward':>9}{'fwd + bwd':>11}")
+    fw = timed({name: small_step(fn, False) for name, fn in routes}, device, args.repeat * 20, warmup=20)
+    fb = timed({name: small_step(fn, True) for name, fn in routes}, device, args.repeat * 20, warmup=20)
+    for name, _ in routes:
+        print(f"{name:<34}{fw[name][0] * 1e6:>9.1f}{fb[name][0] * 1e6:>11.1f}")
 
 
 if __name__ == "__main__":
