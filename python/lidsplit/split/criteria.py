@@ -471,39 +471,13 @@ def _logits(out: Any) -> Tensor:
 # ---- LID -----------------------------------------------------------------------------------------
 
 
-def _fallback_lid_profile(features: Sequence[Sequence[Tensor]], k: int, estimator: str) -> Tensor:
-    """Plain-PyTorch stand-in for ``lidsplit.ops.lid_profile`` (nested form), used only when the op is
-    not built in: exact float64 distances, the ``mle`` / ``levina_bickel`` rules of the op (duplicates are
-    not neighbours; a row needs k neighbours at positive distance and not all at one distance)."""
-    if estimator not in ("mle", "levina_bickel"):
-        raise ValueError(f"lid: estimator {estimator!r} needs lidsplit.ops.lid_profile (not built)")
-    num = k if estimator == "mle" else k - 1
-    out = torch.zeros((len(features), len(features[0])), dtype=torch.float64)
-    for p, group in enumerate(features):
-        for i, f in enumerate(group):
-            xf = f.reshape(f.shape[0], -1).double()
-            d = torch.cdist(xf, xf)
-            d.fill_diagonal_(float("inf"))
-            d = torch.where(d > 0, d, torch.full_like(d, float("inf")))
-            r, _ = torch.topk(d, k, dim=1, largest=False)
-            valid = torch.isfinite(r).all(1)
-            rk = r[:, -1:]
-            s = torch.log(r / rk).sum(1)
-            valid &= s < 0
-            if not bool(valid.any()):
-                raise ValueError(f"lid_profile: no valid row in features[{p}][{i}]")
-            out[p, i] = (-num / s[valid]).mean()
-    return out
-
-
 def lid_profiles(features: Sequence[Sequence[Tensor]], k: int = 20, estimator: str = "mle") -> tuple[np.ndarray, int]:
     """LID profiles ``(P, L)`` (float64 numpy) of P lists of L layer outputs, by one batched
     ``lidsplit.ops.lid_profile`` call, and the number of degenerate matrices. A matrix with no valid row
     (all samples equal, e.g. a cell whose inputs are all ``none``: a point has dimension 0) gets LID 0;
     those are found by retrying matrix by matrix only when the batched call refuses."""
-    from lidsplit import ops as lops
+    from lidsplit.ops import lid_profile
 
-    fn = getattr(lops, "lid_profile", None)
     feats = [[f.contiguous() for f in group] for group in features]
     b = int(feats[0][0].shape[0])
     if b <= k:
@@ -511,9 +485,7 @@ def lid_profiles(features: Sequence[Sequence[Tensor]], k: int = 20, estimator: s
                          "or a smaller k")
 
     def call(fs: Sequence[Sequence[Tensor]]) -> Tensor:
-        if fn is None:
-            return _fallback_lid_profile(fs, k, estimator)
-        return fn([list(g) for g in fs], k=k, estimator=estimator)
+        return lid_profile([list(g) for g in fs], k=k, estimator=estimator)
 
     try:
         return call(feats).detach().double().cpu().numpy(), 0
@@ -738,7 +710,8 @@ class ProxyCriterion(Criterion):
     """A zero-cost proxy (module docstring). ``proxy``: a name of :data:`lidsplit.split.proxies.PROXIES`;
     ``others``: ``sum`` (default) | ``path`` | ``weighted``; ``variant``: ``"enable"`` (the edge runs op i
     alone) or ``"disable"`` (every enabled op but i); ``normalise``: against the whole sub-supernet
-    (default: every proxy but gradnorm, as the paper); ``options``: keyword arguments of the proxy.
+    (default: every proxy but gradnorm, as the paper); ``options``: keyword arguments of the proxy
+    (``linear_regions`` counts ``nn.ReLU`` and ``nn.ReLU6`` outputs unless ``activations`` is given).
     Default 1 batch of 64 (zero-cost); edges chosen at random (the paper) and unbalanced min-cut."""
 
     rule = "random"
@@ -761,13 +734,16 @@ class ProxyCriterion(Criterion):
         self.normalise = (proxy != "gradnorm") if normalise is None else bool(normalise)
         self.loss_fn, self.arch_weights = loss_fn, arch_weights
         self.options = dict(options or {})
+        if proxy == "linear_regions":  # MobileNet blocks use ReLU6: its kink at 0 is a region boundary too
+            self.options.setdefault("activations", (nn.ReLU, nn.ReLU6))
         self.skip_uninformative = bool(skip_uninformative)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "others": self.others, "variant": self.variant, "normalise": self.normalise,
                 "loss_fn": getattr(self.loss_fn, "__name__", repr(self.loss_fn)),
                 "arch_weights": _weights_digest(self.arch_weights),
-                "options": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v))
+                "options": {k: (v if isinstance(v, (int, float, str, bool)) or v is None
+                                else [getattr(a, "__name__", repr(a)) for a in v] if isinstance(v, tuple) else repr(v))
                             for k, v in sorted(self.options.items())},
                 "skip_uninformative": self.skip_uninformative}
 

@@ -1,0 +1,184 @@
+"""The split run: leaves partition the space, reproducible, resumable, refuses other runs' directories."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import lidsplit
+from lidsplit.data import digits
+from lidsplit.spaces import nb201
+from lidsplit.split import SplitEvent, SplitRunError, SplitTree, load_leaf, split
+from lidsplit.split.policy import levels
+from lidsplit.supernet import search_space
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+def model(seed: int = 0):
+    torch.manual_seed(seed)
+    return nb201(C=4, N=1)
+
+
+# small and fast: 1 warm-up epoch at the first level only (17 steps of 64), 2 scoring batches of 32
+BASE = dict(warmup_epochs=[1, 0], batches=2, score_batch_size=32, progress=False)
+KW = dict(BASE, criterion_options={"k": 5})  # lid: k = 5 neighbours in batches of 32
+
+
+class Stop(Exception):
+    pass
+
+
+def leaves_partition(tree: SplitTree) -> None:
+    counts = {leaf.id: 0 for leaf in tree.leaves()}
+    for arch in tree.space.all_archs():  # all 15625
+        leaf = tree.route(arch)
+        counts[leaf] += 1
+        inside = [n.id for n in tree.leaves() if n.sub.contains(arch)]
+        assert inside == [leaf]
+    assert sum(counts.values()) == tree.space.size == 15625
+    assert all(counts[i] == tree.nodes[i].size for i in counts)
+
+
+@pytest.fixture(scope="module")
+def lid_tree(data):
+    return split(model(), data, "lid", 2, seed=0, **KW)
+
+
+def test_two_rounds_give_four_leaves_that_partition_the_space(lid_tree, data):
+    tree = lid_tree
+    assert len(tree.leaves()) == 4 and len(tree) == 7
+    leaves_partition(tree)
+    root = tree.root
+    assert root.criterion == "lid" and root.seed is not None
+    sc = root.scores
+    assert sc["rule"] == "max_intra" and sc["b"] == 2 and sc["edge"] == root.edge
+    assert set(sc["partition"]) >= {"groups", "intra", "cut", "ncut"}
+    assert len(sc["edges"]) == 6  # every unsplit edge scored
+    for e in sc["edges"].values():
+        assert len(e["similarity"]) == 5 and "separability" in e and "partition" in e and "score" in e
+    # the children's edge is another (unsplit) one
+    for c in root.children:
+        assert tree.nodes[c].edge != root.edge and str(root.edge) not in tree.nodes[c].scores["edges"]
+    # identical for the same seed (the weights too)
+    again = split(model(), data, "lid", 2, seed=0, **KW)
+    assert again == tree
+    for leaf in tree.leaves():
+        a, b = tree.states[leaf.id], again.states[leaf.id]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_interruption_gives_the_same_tree(lid_tree, data, tmp_path):
+    events: list[str] = []
+
+    def stop_after_first_split(ev: SplitEvent) -> None:
+        events.append(ev.kind)
+        if ev.kind == "split":
+            raise Stop
+
+    with pytest.raises(Stop):
+        split(model(), data, "lid", 2, seed=0, run_dir=tmp_path, callback=stop_after_first_split, **KW)
+    assert events == ["warmup", "split"]
+    partial = SplitTree.load(tmp_path / "tree.json")
+    assert len(partial) == 3 and json.loads((tmp_path / "run.json").read_text())["status"] == "running"
+
+    seen: list[str] = []
+    resumed = split(model(), data, "lid", 2, seed=0, run_dir=tmp_path, callback=lambda ev: seen.append(ev.kind), **KW)
+    assert "warmup" in seen and seen.count("split") == 2  # the two children only: the root was not redone
+    assert resumed == lid_tree
+    assert SplitTree.load(tmp_path / "tree.json") == lid_tree
+    m = model(1)
+    for leaf in resumed.leaves():
+        load_leaf(m, resumed, leaf.id)
+        ref = lid_tree.states[leaf.id]
+        assert all(torch.equal(ref[k], v) for k, v in m.state_dict().items())
+
+    # a finished run is loaded, nothing is recomputed
+    seen.clear()
+    done = split(model(), data, "lid", 2, seed=0, run_dir=tmp_path, callback=lambda ev: seen.append(ev.kind), **KW)
+    assert seen == ["done"] and done == lid_tree
+
+
+def test_interrupted_during_warmup_resumes(data, tmp_path):
+    """An interruption inside the first warm-up (mid-epoch) resumes from the training checkpoint."""
+    kw = dict(BASE, warmup_epochs=[2, 0])
+    ref = split(model(), data, "gm", [2], seed=1, **kw)
+    import lidsplit.train as T
+
+    real = T.train_subsupernet
+
+    def stop(_ev):
+        raise Stop
+
+    def interrupted(*a, **k):  # the first warm-up stops after its first epoch (checkpoint written)
+        return real(*a, on_epoch=stop, **k)
+
+    T.train_subsupernet = interrupted
+    try:
+        with pytest.raises(Stop):
+            split(model(), data, "gm", [2], seed=1, run_dir=tmp_path, **kw)
+    finally:
+        T.train_subsupernet = real
+    assert (tmp_path / "nodes" / "0" / "warmup.pt").exists()
+    out = split(model(), data, "gm", [2], seed=1, run_dir=tmp_path, **kw)
+    assert out == ref
+
+
+def test_different_arguments_are_refused(data, tmp_path):
+    kw = dict(BASE, warmup_epochs=0)
+    split(model(), data, "random", 1, seed=0, run_dir=tmp_path, **kw)
+    with pytest.raises(SplitRunError, match="seed"):
+        split(model(), data, "random", 1, seed=1, run_dir=tmp_path, **kw)
+    with pytest.raises(SplitRunError, match="criterion"):
+        split(model(), data, "exhaustive", 1, seed=0, run_dir=tmp_path, **kw)
+    with pytest.raises(SplitRunError, match="weights_sha"):
+        split(model(5), data, "random", 1, seed=0, run_dir=tmp_path, **kw)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    with pytest.raises(SplitRunError, match="not empty"):
+        split(model(), data, "random", 1, seed=0, run_dir=other, **kw)
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_callable_package_and_aliases(data):
+    assert callable(lidsplit.split) and lidsplit.run_split is split and lidsplit.split.split is split
+    t = lidsplit.split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
+    assert isinstance(t, lidsplit.split.SplitTree) and len(t.leaves()) == 2
+
+
+def test_exhaustive_and_levels_policy(data):
+    kw = dict(BASE, warmup_epochs=0)
+    t = split(model(), data, "exhaustive", 1, seed=0, **kw)
+    assert len(t.leaves()) == 5 and t.root.edge == 0 and all(len(g) == 1 for g in t.root.groups)
+    t = split(model(), data, "random", levels([2, 3]), seed=0, **kw)
+    assert len(t.leaves()) == 6
+    leaves_partition(t)
+    with pytest.raises(TypeError, match="policy"):
+        split(model(), data, "random", "two", **kw)
+
+
+def test_restart_and_finetune(data):
+    kw = dict(BASE, warmup_epochs=1)
+    m = model()
+    t = split(m, data, "random", 1, seed=0, finetune_epochs=1, restart=True, **kw)
+    assert all(leaf.info["finetune"]["restart"] and len(leaf.info["finetune"]["history"]) == 1 for leaf in t.leaves())
+    a, b = (t.states[leaf.id] for leaf in t.leaves())
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # each leaf trained in its own masks
+    # the model passed in is never modified
+    ref = model()
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in m.state_dict().items())
+    assert search_space(m) == t.space
