@@ -241,7 +241,9 @@ def test_lid_grouped_equals_separate(data):
     for others in ("path", "sum"):
         a = LIDCriterion(k=3, others=others).score_edge(model, ss, 3)
         b = LIDCriterion(k=3, others=others, grouped=True).score_edge(model, ss, 3)
+        c = LIDCriterion(k=3, others=others, batched=True).score_edge(model, ss, 3)
         np.testing.assert_allclose(a.measurements["lid"], b.measurements["lid"], rtol=1e-4)
+        np.testing.assert_allclose(a.measurements["lid"], c.measurements["lid"], rtol=1e-6)
 
 
 def test_gm_matches_concatenated_cosine(data):

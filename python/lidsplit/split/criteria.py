@@ -527,6 +527,10 @@ class LIDCriterion(Criterion):
     """NAS-LID (module docstring). ``k``: neighbours (20); ``similarity``: ``inverse`` | ``inverse_plus_one``
     | ``cosine`` | ``pearson``; ``eps`` of ``inverse`` (1e-6); ``others``: ``path`` | ``sum`` |
     ``weighted``; ``grouped``: the n variants in one forward (``use_grouped``; not with ``weighted``);
+    ``batched``: keep the n variants' layer outputs and profile them in one ``lid_profile`` call
+    (default False: each variant is profiled right after its forward, so only one variant's outputs are
+    alive; the measured speed difference is small, the memory difference n-fold, see
+    benchmarks/bench_criteria.py); ``grouped`` always profiles the n groups in one call;
     ``estimator``: of ``lid_profile`` (``mle`` | ``levina_bickel`` | ``official``); ``layers``: a callable
     ``model -> modules`` (default ``model.feature_layers()``). Default 50 batches of 128 (the authors')."""
 
@@ -538,7 +542,7 @@ class LIDCriterion(Criterion):
 
     def __init__(
         self, *, k: int = 20, similarity: str = "inverse", others: str = "path", grouped: bool = False,
-        estimator: str = "mle", eps: float = 1e-6, arch_weights: Any = None,
+        batched: bool = False, estimator: str = "mle", eps: float = 1e-6, arch_weights: Any = None,
         layers: Callable[[nn.Module], Sequence[nn.Module]] | None = None, skip_uninformative: bool = True,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -551,11 +555,12 @@ class LIDCriterion(Criterion):
         if grouped and others == "weighted":
             raise ValueError("grouped=True runs 0/1 masks only (use_grouped); it cannot run others='weighted'")
         self.k, self.similarity, self.grouped, self.estimator, self.eps = k, similarity, bool(grouped), estimator, eps
+        self.batched = bool(batched)
         self.arch_weights, self.layers, self.skip_uninformative = arch_weights, layers, bool(skip_uninformative)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "k": self.k, "similarity": self.similarity, "others": self.others,
-                "grouped": self.grouped, "estimator": self.estimator, "eps": self.eps,
+                "grouped": self.grouped, "batched": self.batched, "estimator": self.estimator, "eps": self.eps,
                 "arch_weights": _weights_digest(self.arch_weights),
                 "layers": None if self.layers is None else getattr(self.layers, "__qualname__", repr(self.layers)),
                 "skip_uninformative": self.skip_uninformative}
@@ -579,36 +584,47 @@ class LIDCriterion(Criterion):
             return o[0]
         raise TypeError(f"lid: a feature layer returned {type(o).__name__}, expected a tensor")
 
-    def features(self, model: nn.Module, subs: Sequence[SubSupernet], x: Tensor) -> list[list[Tensor]]:
-        """The feature-layer outputs of each variant sub-supernet on ``x`` (no grad): n lists of L."""
+    def _record(self, layers: Sequence[nn.Module], rec: list) -> list[Tensor]:
+        outs = [self._tensor(o) for o in rec]
+        if len(outs) != len(layers):
+            raise RuntimeError(f"lid: recorded {len(outs)} outputs for {len(layers)} feature layers (a feature "
+                               "layer must run exactly once per forward)")
+        return outs
+
+    def features(self, model: nn.Module, subs: Sequence[SubSupernet], x: Tensor) -> Iterator[list[list[Tensor]]]:
+        """The feature-layer outputs of the variant sub-supernets on ``x`` (no grad), as chunks of lists of
+        L tensors: one chunk of n (grouped or ``batched``) or n chunks of one (one variant at a time)."""
         layers = self._layers(model)
         n, b = len(subs), x.shape[0]
-        with torch.no_grad():
-            if self.grouped:
-                with use_grouped(model, subs), record_outputs(layers) as rec:
-                    model(x.repeat(n, *([1] * (x.dim() - 1))))
-                outs = [self._tensor(o) for o in rec]
-                if len(outs) != len(layers):
-                    raise RuntimeError(f"lid: recorded {len(outs)} outputs for {len(layers)} feature layers")
-                return [[o[g * b:(g + 1) * b] for o in outs] for g in range(n)]
-            feats = []
-            for s in subs:
-                with _mode(model, s, self.others, self.arch_weights), record_outputs(layers) as rec:
-                    model(x)
-                outs = [self._tensor(o) for o in rec]
-                if len(outs) != len(layers):
-                    raise RuntimeError(f"lid: recorded {len(outs)} outputs for {len(layers)} feature layers")
-                feats.append(outs)
-            return feats
+        if self.grouped:
+            with torch.no_grad(), use_grouped(model, subs), record_outputs(layers) as rec:
+                model(x.repeat(n, *([1] * (x.dim() - 1))))
+            outs = self._record(layers, rec)
+            yield [[o[g * b:(g + 1) * b] for o in outs] for g in range(n)]
+            return
+        feats = []
+        for s in subs:
+            with torch.no_grad(), _mode(model, s, self.others, self.arch_weights), record_outputs(layers) as rec:
+                model(x)
+            feats.append(self._record(layers, rec))
+            if not self.batched:
+                yield feats
+                feats = []
+        if feats:
+            yield feats
 
     def _measure(self, model, scoring, edge, ops, r, x, y, timings):
         t = time.perf_counter()
         subs = _variant_subs(scoring, edge, ops, r, self.others)
-        feats = self.features(model, subs, x)
-        t = _add_time(timings, "forward", t)
-        prof, bad = lid_profiles(feats, self.k, self.estimator)
-        _add_time(timings, "lid", t)
-        del feats
+        profs, bad = [], 0
+        for feats in self.features(model, subs, x):
+            t = _add_time(timings, "forward", t)
+            p, nb = lid_profiles(feats, self.k, self.estimator)
+            del feats
+            profs.append(p)
+            bad += nb
+            t = _add_time(timings, "lid", t)
+        prof = np.concatenate(profs, axis=0)
         sim = lid_similarity(prof, self.similarity, self.eps)
         ok = not _identical(prof)
         note = "" if ok else "identical LID profiles (the edge is dead on this path)"
