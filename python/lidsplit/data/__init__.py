@@ -5,6 +5,8 @@
 - ``Dataset``: ``x`` (N, C, H, W) float32, ``y`` (N,) int64, ``num_classes``, ``in_channels``,
   ``image_size``. ``DataSplits``: fixed train / val / test ``Dataset`` s plus ``meta``.
 - ``TensorLoader``: seeded, resumable batching; ``DataSplits.loaders(...) -> DataLoaders``.
+- ``hard_digits()``: a harder, deterministic task of distorted digit copies (ground-truth tables).
+- ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
 """
 
 from lidsplit.data.core import (
@@ -24,6 +26,8 @@ from lidsplit.data.datasets import (
     load,
     synthetic,
 )
+from lidsplit.data.distorted import distort_digits, hard_digits
+from lidsplit.data.truth import TABLES, Table, TableEntry, ground_truth
 
 __all__ = [
     "Dataset",
@@ -39,4 +43,10 @@ __all__ = [
     "load",
     "find_cifar",
     "DataNotFoundError",
+    "hard_digits",
+    "distort_digits",
+    "ground_truth",
+    "Table",
+    "TableEntry",
+    "TABLES",
 ]
