@@ -21,6 +21,7 @@ def panels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     if request.param == "panels":
         monkeypatch.setattr(lid_mod, "_FULL_GRAM_WORK", 0)
         monkeypatch.setattr(lid_mod, "_MIN_PANEL", 16)
+        monkeypatch.setattr(lid_mod, "_MAX_PANEL", 16)
         monkeypatch.setattr(lid_mod, "_PANELS", 1 << 20)
         monkeypatch.setattr(lid_mod, "_BUF_FLOATS", 256)
     return request.param

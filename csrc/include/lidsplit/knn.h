@@ -10,8 +10,9 @@
 //    where cancellation makes it meaningless: such a pair is recomputed exactly from the rows
 //    (exact_sq_dist), so two rows are at distance 0 exactly when they are equal, and distinct rows
 //    are always at a positive distance.
-//  * `dup` says the two rows are equal (same value in every column); callers compute it from a
-//    duplicate-class id per row, which is cheaper than comparing rows and exact.
+//  * `dup` says the two rows are known to be equal; callers compute it from a duplicate-class id per
+//    row (cheaper than comparing rows). Equal rows that the ids miss are still found: their exact
+//    distance is 0.
 #pragma once
 #include <cfloat>
 #include <cmath>
@@ -62,24 +63,20 @@ LIDSPLIT_HD bool knn_before(float da, int64_t ia, float db, I ib) {
   return da < db || (da == db && ia < static_cast<int64_t>(ib));
 }
 
-// Insert (d, j) into the sorted list if it belongs to the k best; returns whether it did.
+// Insert (d, j) into the sorted list if it belongs to the k best; returns whether it did. The position
+// is a branch-free count of the entries before (d, j) (vectorisable; a binary search mispredicts).
 template <class I>
 LIDSPLIT_HD bool topk_insert(float* dist, I* idx, int k, float d, int64_t j) {
   if (!knn_before(d, j, dist[k - 1], idx[k - 1])) return false;
-  int lo = 0, hi = k - 1;  // binary search: the first position that (d, j) comes before
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (knn_before(d, j, dist[mid], idx[mid]))
-      hi = mid;
-    else
-      lo = mid + 1;
+  int p = 0;
+  for (int t = 0; t < k - 1; ++t)
+    p += static_cast<int>(dist[t] < d) | (static_cast<int>(dist[t] == d) & static_cast<int>(static_cast<int64_t>(idx[t]) < j));
+  for (int t = k - 1; t > p; --t) {
+    dist[t] = dist[t - 1];
+    idx[t] = idx[t - 1];
   }
-  for (int p = k - 1; p > lo; --p) {
-    dist[p] = dist[p - 1];
-    idx[p] = idx[p - 1];
-  }
-  dist[lo] = d;
-  idx[lo] = static_cast<I>(j);
+  dist[p] = d;
+  idx[p] = static_cast<I>(j);
   return true;
 }
 
@@ -98,6 +95,7 @@ LIDSPLIT_HD bool knn_consider(float* dist, I* idx, int k, float d_approx, int64_
     if (d <= tol) {
       if (d > dist[k - 1] + tol) return false;  // cannot enter even if the exact value is smaller
       d = exact_sq_dist(xi, xj, m);
+      if (d == 0.0f && skip_zero) return false;  // equal rows the class ids missed (exactly 0 iff equal)
     }
   }
   return topk_insert(dist, idx, k, d, j);
