@@ -22,7 +22,7 @@ namespace {
 constexpr int kW = 16;
 
 // Work per task (pairs), so that small panels are not split into tasks too small to pay for.
-constexpr int64_t kTaskPairs = 1 << 15;
+constexpr int64_t kTaskPairs = 1 << 13;
 
 // Below this many elements (or pairs) a pass runs on the calling thread: a parallel region costs more.
 constexpr int64_t kParallelWork = 1 << 16;
@@ -312,7 +312,9 @@ void lid_finish(const std::vector<KnnState*>& states, int estimator, float* rows
   const int64_t total = off[ns];
   std::vector<float> est(total);
   std::vector<unsigned char> ok(total);
-#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(static) if (total >= 256)
+  int64_t work = 0;
+  for (size_t t = 0; t < ns; ++t) work += states[t]->b * states[t]->k;
+#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(static) if (work >= kParallelWork / 4)
   for (int64_t r = 0; r < total; ++r) {
     const size_t t = static_cast<size_t>(std::upper_bound(off.begin(), off.end(), r) - off.begin()) - 1;
     const KnnState& s = *states[t];

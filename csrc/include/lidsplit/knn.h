@@ -120,9 +120,10 @@ LIDSPLIT_HD float lid_from_sorted(const float* d2, int k, int estimator, bool* v
     *valid = false;
     return 0.0f;
   }
-  const double lk = log(static_cast<double>(last));
+  // log of each ratio in float32 (the ratio is exact to 6e-8 and logf is accurate near 1, so no
+  // cancellation), summed in float64: 2-4x faster than double logs, same result to ~1e-7.
   double s = 0.0;
-  for (int j = 0; j < k; ++j) s += 0.5 * (log(static_cast<double>(d2[j])) - lk);
+  for (int j = 0; j < k; ++j) s += 0.5 * static_cast<double>(logf(d2[j] / last));
   if (!(s < 0.0)) {
     *valid = false;
     return 0.0f;

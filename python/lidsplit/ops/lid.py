@@ -123,7 +123,7 @@ def _threads() -> int:
 
 def _panel_rows(b: int, m: int) -> int:
     """Rows per Gram panel for a (b, m) matrix."""
-    if b <= _MIN_PANEL or b * b * m < _FULL_GRAM_WORK:
+    if b <= _MIN_PANEL or (b * b * m < _FULL_GRAM_WORK and b * b <= _BUF_FLOATS):
         return b
     ti = min(_MAX_PANEL, max(_MIN_PANEL, -(-b // _PANELS)))
     ti = -(-ti // 16) * 16
@@ -135,6 +135,10 @@ def _cpu_knn_state(mats: list[Tensor], names: list[str], k: int, skip_zero: bool
     """Run the whole panel schedule on float32 CPU matrices; returns the finished _C.KnnSet."""
     threads = _threads()
     st = _C.knn_prepare([capsule(t) for t in mats], k, skip_zero, names, threads)
+    if len(mats) == 1 and _panel_rows(*mats[0].shape) == mats[0].shape[0]:  # one small Gram matrix
+        t = mats[0]
+        st.update(capsule(torch.mm(t, t.t()).view(-1)), [(0, 0, 0, t.shape[0])], threads)
+        return st
     # Rounds: round r holds panel r of every matrix that has one; a round is cut into chunks whose
     # panels fit the buffer together, one update call each.
     plans = []
@@ -229,8 +233,7 @@ def _no_valid_row(what: str, k: int) -> ValueError:
     )
 
 
-@torch.library.custom_op("lidsplit::knn", mutates_args=())
-def _knn_op(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _knn_impl(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     _check_k(k, minimum=1)
     x = _check_matrix("x", x, (2, 3), k)
     out_shape = (*x.shape[:-1], k)
@@ -245,6 +248,11 @@ def _knn_op(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     idx = torch.empty(out_shape, dtype=torch.int64)
     st.finish_knn(capsule(dist), capsule(idx))
     return dist, idx
+
+
+@torch.library.custom_op("lidsplit::knn", mutates_args=())
+def _knn_op(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    return _knn_impl(x, k)
 
 
 @_knn_op.register_fake
@@ -263,8 +271,7 @@ def _check_lid_args(x: object, k: object, reduction: object, estimator: object) 
     return _check_matrix("x", x, (2, 3), k), est  # type: ignore[arg-type]
 
 
-@torch.library.custom_op("lidsplit::lid_mle", mutates_args=())
-def _lid_mle_op(x: Tensor, k: int, reduction: str, estimator: str) -> tuple[Tensor, Tensor]:
+def _lid_mle_impl(x: Tensor, k: int, reduction: str, estimator: str) -> tuple[Tensor, Tensor]:
     x, est = _check_lid_args(x, k, reduction, estimator)
     batched = x.dim() == 3
     lead = x.shape[:-2]
@@ -297,6 +304,11 @@ def _lid_mle_op(x: Tensor, k: int, reduction: str, estimator: str) -> tuple[Tens
         s = cl.index(0) if batched else 0
         raise _no_valid_row(f"x[{s}]" if batched else "x", k)
     return means, valid
+
+
+@torch.library.custom_op("lidsplit::lid_mle", mutates_args=())
+def _lid_mle_op(x: Tensor, k: int, reduction: str, estimator: str) -> tuple[Tensor, Tensor]:
+    return _lid_mle_impl(x, k, reduction, estimator)
 
 
 @_lid_mle_op.register_fake
@@ -335,8 +347,7 @@ def _feature_name(i: int, length: int, profiles: int) -> str:
     return f"features[{i // length}][{i % length}]" if profiles > 1 else f"features[{i}]"
 
 
-@torch.library.custom_op("lidsplit::lid_profile", mutates_args=())
-def _lid_profile_op(features: list[Tensor], num_profiles: int, k: int, estimator: str) -> Tensor:
+def _lid_profile_impl(features: list[Tensor], num_profiles: int, k: int, estimator: str) -> Tensor:
     est, length = _check_profile_args(features, num_profiles, k, estimator)
     n = len(features)
     names = [_feature_name(i, length, num_profiles) for i in range(n)]
@@ -360,6 +371,11 @@ def _lid_profile_op(features: list[Tensor], num_profiles: int, k: int, estimator
     return means.view(num_profiles, length)
 
 
+@torch.library.custom_op("lidsplit::lid_profile", mutates_args=())
+def _lid_profile_op(features: list[Tensor], num_profiles: int, k: int, estimator: str) -> Tensor:
+    return _lid_profile_impl(features, num_profiles, k, estimator)
+
+
 @_lid_profile_op.register_fake
 def _lid_profile_fake(features: list[Tensor], num_profiles: int, k: int, estimator: str) -> Tensor:
     _, length = _check_profile_args(features, num_profiles, k, estimator)
@@ -367,6 +383,24 @@ def _lid_profile_fake(features: list[Tensor], num_profiles: int, k: int, estimat
 
 
 # ---- public API ------------------------------------------------------------------------------------
+# The dispatcher route of a Python custom op costs tens of microseconds per call, a sizeable part of a
+# small lid_mle. In plain eager mode the public functions call the same implementation directly;
+# anything that needs the registered op (torch.compile, FX/export tracing, fake or subclass tensors,
+# torch.func transforms, dispatch or function modes) takes the torch.ops route.
+
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+# Private torch hooks; if a torch version lacks one, always take the registered op (the safe route).
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
+_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
+_function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", lambda: True)
+
+
+def _plain_eager(tensors: Sequence[object]) -> bool:
+    for t in tensors:
+        if type(t) not in _PLAIN_TENSORS:
+            return False
+    return not (torch.compiler.is_compiling() or _transforms_active() or _dispatch_modes() or _function_modes())
+
 
 
 def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -376,6 +410,8 @@ def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     distances ascending, ties by lower index; the row itself is excluded by index; rows equal to it
     come first, at distance 0. Needs ``b > k``. See the module docstring for numerics and memory.
     """
+    if _plain_eager((x,)):
+        return _knn_impl(x, k)
     return torch.ops.lidsplit.knn(x, k)
 
 
@@ -391,7 +427,10 @@ def lid_mle(
     mask of valid rows, ``(b,)`` or ``(B, b)``. Raises ValueError when ``b <= k`` or, for the mean, when
     no row of a matrix has an estimate. Duplicate rule and numerics: see the module docstring.
     """
-    lid, valid = torch.ops.lidsplit.lid_mle(x, k, reduction, estimator)
+    if _plain_eager((x,)):
+        lid, valid = _lid_mle_impl(x, k, reduction, estimator)
+    else:
+        lid, valid = torch.ops.lidsplit.lid_mle(x, k, reduction, estimator)
     return (lid, valid) if return_valid else lid
 
 
@@ -420,5 +459,8 @@ def lid_profile(
             if f.dim() < 2:
                 raise ValueError(f"lidsplit: argument '{name}' ({describe(f)}): expected (b, ...) with at least 2 dimensions")
             flat.append(f if f.dim() == 2 else f.view(f.shape[0], -1))
-    out = torch.ops.lidsplit.lid_profile(flat, len(groups), k, estimator)
+    if _plain_eager(flat):
+        out = _lid_profile_impl(flat, len(groups), k, estimator)
+    else:
+        out = torch.ops.lidsplit.lid_profile(flat, len(groups), k, estimator)
     return out if nested else out[0]
