@@ -63,17 +63,16 @@ LIDSPLIT_HD bool knn_before(float da, int64_t ia, float db, I ib) {
   return da < db || (da == db && ia < static_cast<int64_t>(ib));
 }
 
-// Insert (d, j) into the sorted list if it belongs to the k best; returns whether it did. The position
-// is a branch-free count of the entries before (d, j) (vectorisable; a binary search mispredicts).
+// Insert (d, j) into the sorted list if it belongs to the k best; returns whether it did. A plain
+// shift from the end: measured faster here than a binary search or a branch-free (SIMD) count.
 template <class I>
 LIDSPLIT_HD bool topk_insert(float* dist, I* idx, int k, float d, int64_t j) {
   if (!knn_before(d, j, dist[k - 1], idx[k - 1])) return false;
-  int p = 0;
-  for (int t = 0; t < k - 1; ++t)
-    p += static_cast<int>(dist[t] < d) | (static_cast<int>(dist[t] == d) & static_cast<int>(static_cast<int64_t>(idx[t]) < j));
-  for (int t = k - 1; t > p; --t) {
-    dist[t] = dist[t - 1];
-    idx[t] = idx[t - 1];
+  int p = k - 1;
+  while (p > 0 && knn_before(d, j, dist[p - 1], idx[p - 1])) {
+    dist[p] = dist[p - 1];
+    idx[p] = idx[p - 1];
+    --p;
   }
   dist[p] = d;
   idx[p] = static_cast<I>(j);

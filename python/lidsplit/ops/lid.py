@@ -189,6 +189,11 @@ def _on_cuda(x: Tensor) -> bool:
 
 def _cuda_lists(x3: Tensor, k: int, skip_zero: bool, name: str) -> tuple[Tensor, Tensor]:
     """(B, b, k) sorted squared distances and indices on the GPU."""
+    if not _C.cuda_compiled():
+        raise ValueError(
+            f"lidsplit: argument '{name}' ({describe(x3)}): this build of lidsplit has no CUDA kernels "
+            "(see lidsplit.cuda_info()); move the tensor to the CPU or rebuild with a CUDA compiler"
+        )
     # The CPU kernel checks this in its norm pass; here torch does (one host sync).
     sq = torch.linalg.vector_norm(x3, dim=-1).double().square()
     if not bool((sq <= _MAX_SQ_NORM).all()):
