@@ -52,6 +52,7 @@ at the end; an exception raised there stops the run (the run directory stays con
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -70,7 +71,7 @@ from lidsplit.data.core import DataLoaders, DataSplits, Dataset, TensorLoader, d
 from lidsplit.split.criteria import Criterion, EdgeScore, ScoringSet, make_criterion, scoring_set
 from lidsplit.split.partition import partition
 from lidsplit.split.policy import SplitPolicy, levels, rounds
-from lidsplit.split.selection import select_edge, separability
+from lidsplit.split.selection import RULES, select_edge, separability
 from lidsplit.split.tree import SplitTree, atomic_write_text, to_jsonable
 from lidsplit.supernet import SubSupernet, search_space
 
@@ -302,6 +303,9 @@ def split(
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs: expected >= 0, got {finetune_epochs}")
     rule = crit.rule if rule is None else rule
+    allowed = ("ordered", "random") if crit.exhaustive else RULES
+    if rule not in allowed:
+        raise ValueError(f"rule: expected one of {allowed} for criterion {crit.name!r}, got {rule!r}")
     balanced = crit.balanced if balanced is None else bool(balanced)
     R = crit.default_batches if batches is None else int(batches)
     sbs = crit.default_batch_size if score_batch_size is None else int(score_batch_size)
@@ -316,7 +320,7 @@ def split(
     candidate_edges(root_sub, candidates)  # validates the mode
 
     device = model_device(model)
-    work = __import__("copy").deepcopy(model)
+    work = copy.deepcopy(model)
     init_state = _clone_state(work)
     loaders = _loaders(data, batch_size, seed, device)
     sdata = data if score_data is None else score_data
@@ -484,12 +488,15 @@ def _split_node(
     t0 = time.perf_counter()
     scoring: ScoringSet = scoring_set(sub, data, R, batch_size=bs, seed=node_seed, device=device)
     cands = candidate_edges(sub, candidates)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(node_seed % (2**31))
         scores: dict[int, EdgeScore] = crit.score_edges(model if crit.needs_model else None, scoring, cands,
                                                          progress=progress)
     t1 = time.perf_counter()
-    informative = [e for e in cands if scores[e].informative] or list(cands)
+    # informative edges that can take b groups first; all candidates if none is left
+    informative = [e for e in cands if scores[e].informative and len(scores[e].ops) >= (2 if crit.exhaustive else b)]
+    informative = informative or list(cands)
     rng = np.random.default_rng(derive_seed("lidsplit.split.rule", node_seed))
     ops = {e: scores[e].ops for e in cands}
     if crit.exhaustive:
@@ -528,7 +535,7 @@ def _split_node(
         "candidates": list(cands),
         "informative": list(informative),
         "edges": edges_json,
-        "scoring": {k: v for k, v in scoring.describe().items() if k != "paths"} | {"paths": [list(p) for p in scoring.paths]},
+        "scoring": scoring.describe(),
         "criterion_config": crit.config(),
     }
     tree.split(nid, edge, [list(g) for g in part.groups], criterion=crit.name, scores=record, seed=int(node_seed))
