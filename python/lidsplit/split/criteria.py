@@ -376,19 +376,20 @@ class Criterion:
         with ctx:
             for r, (x, y) in enumerate(scoring.batches):
                 sim, m, ok, note = self._measure(model, scoring, e, ops, r, x, y, timings)
+                if note:
+                    notes.append(f"batch {r}: {note}")
                 if sim is not None:
                     all_sims.append(sim)
                     all_meas.append(m)
                 if sim is None or (not ok and self.skip_uninformative):
-                    if note:
-                        notes.append(f"batch {r}: {note}")
                     continue
                 sims.append(sim)
                 meas.append(m)
         informative = bool(sims)
         if not sims:
             if not all_sims:
-                raise _proxies.DegenerateProxyError(
+                err = _proxies.DegenerateProxyError if isinstance(self, ProxyCriterion) else ValueError
+                raise err(
                     f"{self.name}: no batch gave a measurement on edge {space.edges[e].label!r}: " + "; ".join(notes))
             sims, meas = all_sims, all_meas
         s = np.mean(np.stack(sims), axis=0)

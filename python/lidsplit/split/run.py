@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lidsplit.data.core import DataLoaders, DataSplits, Dataset, TensorLoader, derive_seed
+from lidsplit.data.core import DataSplits, Dataset, TensorLoader, derive_seed
 from lidsplit.split.criteria import Criterion, EdgeScore, ScoringSet, make_criterion, scoring_set
 from lidsplit.split.partition import partition
 from lidsplit.split.policy import SplitPolicy, levels, rounds
