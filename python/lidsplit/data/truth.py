@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from lidsplit.data.core import DataSplits
+from lidsplit.data.distorted import hard_digits
+
 __all__ = ["ground_truth", "Table", "TableEntry", "TABLES"]
 
 #: The tables shipped in ``lidsplit/data/tables``.
@@ -151,6 +154,18 @@ class Table:
     @property
     def protocol(self) -> dict[str, Any]:
         return self.meta["protocol"]
+
+    def dataset(self) -> DataSplits:
+        """The train / val / test data the table was trained and scored on (rebuilt, bit-identical):
+        a supernet meant to be compared with this table must be trained on this task."""
+        d = self.meta["data"]
+        if self.protocol.get("data") != "hard_digits":
+            raise ValueError(f"lidsplit: table {self.name!r} was not made on hard_digits")
+        return hard_digits(
+            int(d["seed"]), image_size=int(d["image_size"]), fractions=d["fractions"], variants=d["variants"],
+            strength=float(d["strength"]), fov=float(d["fov"]), occlusion=float(d["occlusion"]),
+            magnitudes=d["magnitudes"],
+        )
 
     def __repr__(self) -> str:
         nd = len(self.archs())
