@@ -244,7 +244,7 @@ class Entangled(Choice):
         return False
 
     def fixed(self, index: int) -> nn.Module:
-        return FixedEntangled(self, index)
+        return _fixed_class(type(self))(self, index)
 
 
 class FixedEntangled(nn.Module):
@@ -268,13 +268,30 @@ class FixedEntangled(nn.Module):
             self.add_module(name, m)
         self.label, self.index, self.values = choice.label, int(index), choice.values
         self.training = choice.training
-        self._compute = type(choice).compute
 
     def forward(self, *inputs, **kwargs):
-        return self._compute(self, Sel.one(self.index, self.values), *inputs, **kwargs)
+        return self.compute(Sel.one(self.index, self.values), *inputs, **kwargs)
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}, value={self.values[self.index]!r}"
+
+
+_NOT_COPIED = frozenset({"__init__", "forward", "run_op", "mix", "fixed", "is_zero", "extra_repr", "__dict__",
+                         "__weakref__", "__module__", "__doc__", "__qualname__", "__annotations__"})
+_FIXED_CLASSES: dict[type, type] = {}
+
+
+def _fixed_class(cls: type) -> type:
+    """A non-Choice twin of an Entangled subclass: FixedEntangled with the subclass's own methods
+    (compute and its helpers), so that a materialized network holds no Choice."""
+    fixed = _FIXED_CLASSES.get(cls)
+    if fixed is None:
+        ns: dict = {}
+        for klass in reversed(cls.__mro__):
+            if isinstance(klass, type) and issubclass(klass, Entangled) and klass is not Entangled:
+                ns.update({k: v for k, v in vars(klass).items() if k not in _NOT_COPIED})
+        fixed = _FIXED_CLASSES[cls] = type(f"Fixed{cls.__name__}", (FixedEntangled,), ns)
+    return fixed
 
 
 # ---- combinations and coefficients -----------------------------------------------------------------
