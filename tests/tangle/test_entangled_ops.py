@@ -238,3 +238,26 @@ def test_prefix_batchnorm_updates_only_its_channels():
     assert bool((bn.running_mean[:4] != before_mean[:4]).all())
     assert torch.equal(bn.running_mean[4:], before_mean[4:])
     assert int(bn.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize("space", ["toy_macro", "nb201", "mobilenet", "transformer"])
+def test_every_space_materializes_to_a_plain_network(space):
+    from lidsplit.supernet import Choice
+
+    torch.manual_seed(10)
+    if space == "toy_macro":
+        m, x = T.toy_macro(width_mult=0.25, in_channels=1), torch.randn(2, 1, 8, 8)
+    elif space == "nb201":
+        m, x = T.nb201_entangled(C=4), torch.randn(2, 1, 8, 8)
+    elif space == "mobilenet":
+        m, x = T.mobilenet_entangled(), torch.randn(2, 1, 12, 12)
+    else:
+        m, x = T.transformer(20, block_size=8), torch.randint(0, 20, (2, 8))
+    m.eval()
+    sp = search_space(m)
+    for seed in range(3):
+        arch = sp.random_arch(torch.Generator().manual_seed(seed))
+        net = materialize(m, arch)
+        assert not any(isinstance(mod, Choice) for mod in net.modules())
+        with use_path(m, arch):
+            torch.testing.assert_close(net(x), m(x))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from lidsplit.supernet import SubSupernet, search_space, use_path
 from lidsplit.tangle.search import LossFn, _cycle, classification_loss

@@ -17,16 +17,14 @@ weight-sharing computation of the same space.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from lidsplit.ops import masked_sum
 from lidsplit.spaces.common import MBConv, Supernet
 from lidsplit.supernet import BatchNorm2d
-from lidsplit.tangle.core import ArchDim, Combos, Entangled, Scaled, Sel, combos, grouped, resolve
+from lidsplit.tangle.core import ArchDim, Entangled, Scaled, Sel, combos, grouped, resolve
 from lidsplit.tangle.modules import SuperConv2d, _weighted_sum
 
 KERNELS: tuple[int, ...] = (3, 5, 7)
