@@ -24,6 +24,27 @@ counts allocator caching and page granularity, not just tensor bytes. CUDA (when
 step (load changes on a shared machine hit them alike): median (and min) wall seconds per step,
 threads fixed by ``--threads``.
 
+Measured (CPU, 2 threads, a shared machine at load average ~5 on 2 cores, so times are noisy: medians
+over 3 interleaved steps, min in brackets; ``--batch 16 --steps 3 --warmup 1 --N 1``, other defaults:
+toy macro at half the paper's widths, 3x32x32 inputs; NB201 C=16 N=1; MobileNet 3 stages x 3 blocks,
+kernels {3,5,7} x expansions {3,4,6}; GPT embed {96,128,192}, depth {2,3,4}, heads {4,6,8}, ratio {2,3,4},
+64 tokens):
+
+    space        variant     step memory   step time
+    toy_macro    superpose      27.5 MiB   1627 ms (1058)
+    toy_macro    explicit      111.6 MiB   3710 ms (3103)    superpose: 75% less memory
+    nb201        superpose      57.8 MiB   2636 ms  (943)
+    nb201        explicit       76.8 MiB   1251 ms (1217)    superpose: 25% less memory
+    nb201        ws             87.5 MiB   1433 ms  (779)    superpose: 34% less memory (paper: 25%)
+    mobilenet    superpose     102.6 MiB    908 ms  (857)
+    mobilenet    explicit      687.1 MiB   5433 ms (5057)    superpose: 85% less memory, 6x faster
+    transformer  superpose      76.2 MiB   1275 ms (1097)
+    transformer  explicit      206.9 MiB   3836 ms (3435)    superpose: 63% less memory, 3x faster
+
+The memory reductions match the paper's direction and size (25-35% on cell spaces, far more on macro
+spaces). The NB201 times are within the noise of this machine (a 10-step rerun: superpose 1638 ms
+median / 385 ms min, explicit 1385 / 550, ws 1783 / 443); no GPU was available for these numbers.
+
     python benchmarks/bench_tangle.py [--device cpu|cuda] [--spaces toy_macro,nb201,mobilenet,transformer]
         [--batch 32] [--steps 5] [--warmup 2] [--threads 2] [--out results.json]
 """
