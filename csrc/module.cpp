@@ -17,6 +17,7 @@ namespace lidsplit {
 void register_lid(py::module_& m);
 void register_masked_sum(py::module_& m);
 void register_gradient(py::module_& m);
+void register_superpose(py::module_& m);
 }  // namespace lidsplit
 
 PYBIND11_MODULE(_C, m) {
@@ -47,4 +48,5 @@ PYBIND11_MODULE(_C, m) {
   lidsplit::register_lid(m);
   lidsplit::register_masked_sum(m);
   lidsplit::register_gradient(m);
+  lidsplit::register_superpose(m);
 }

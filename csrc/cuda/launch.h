@@ -64,3 +64,19 @@ void lid_rows(int device, const float* dist, int64_t rows, int k, int estimator,
               std::uintptr_t stream);
 
 }  // namespace lidsplit::cuda
+
+// ---- superpose (csrc/cuda/superpose.cu) --------------------------------------------------------
+// shape: host array of ndim (<= 8) sizes; src/out/grad device tensors of that shape and dtype `kind`;
+// coeffs: n device values of kind coeff_kind; boxes: device int64 (n, ndim, 2), ranges clamped to the
+// shape on the device (never read out of bounds).
+namespace lidsplit::cuda {
+
+// out[idx] = src[idx] * sum of coeffs[i] over the boxes i containing idx.
+void superpose(int device, int kind, const void* src, const int64_t* shape, int ndim, const void* coeffs,
+               int coeff_kind, int64_t n, const int64_t* boxes, void* out, std::uintptr_t stream);
+// out[i] (float64, device) = sum over box i of grad * src; ws: superpose_coeff_grad_workspace(n) doubles.
+void superpose_coeff_grad(int device, int kind, const void* grad, const void* src, const int64_t* shape, int ndim,
+                          const int64_t* boxes, int64_t n, double* ws, double* out, std::uintptr_t stream);
+int64_t superpose_coeff_grad_workspace(int64_t n);
+
+}  // namespace lidsplit::cuda

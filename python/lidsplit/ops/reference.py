@@ -143,3 +143,50 @@ def lid_profile(features, k: int = 20, estimator: str = "mle") -> Tensor:
     if features and not isinstance(features[0], Tensor):
         return torch.stack([lid_profile(list(p), k, estimator) for p in features])
     return torch.stack([lid_mle(f.reshape(f.shape[0], -1), k, "mean", estimator) for f in features])
+
+
+# ---- superpose ------------------------------------------------------------------------------------
+
+
+def superpose_coefficients(shape: tuple[int, ...], coeffs: Tensor, boxes: Tensor) -> Tensor:
+    """c(idx) = sum_i coeffs[i] * [idx in box i], ranges clamped to the shape; float64, on coeffs' device."""
+    c = torch.zeros(tuple(shape), dtype=torch.float64, device=coeffs.device)
+    for i in range(boxes.shape[0]):
+        sl = tuple(slice(max(0, min(int(a), s)), max(0, min(int(b), s))) for (a, b), s in zip(boxes[i].tolist(), shape))
+        c[sl] += coeffs[i].double()
+    return c
+
+
+def superpose_padded(weight: Tensor, coeffs: Tensor, boxes: Tensor) -> Tensor:
+    """The definition with padded copies: sum_i coeffs[i] * pad(slice_i(weight)) (float64)."""
+    out = torch.zeros(weight.shape, dtype=torch.float64, device=weight.device)
+    for i in range(boxes.shape[0]):
+        sl = tuple(slice(int(a), int(b)) for a, b in boxes[i].tolist())
+        padded = torch.zeros_like(out)
+        padded[sl] = weight[sl].double()
+        out += coeffs[i].double() * padded
+    return out
+
+
+def superpose(weight: Tensor, coeffs: Tensor, boxes: Tensor) -> Tensor:
+    """weight * c(idx); c summed in box order in float32 (float64 for float64 weights), as the kernels."""
+    acc = _acc_dtype(weight.dtype)
+    c = torch.zeros(weight.shape, dtype=acc, device=weight.device)
+    for i in range(boxes.shape[0]):
+        sl = tuple(
+            slice(max(0, min(int(a), s)), max(0, min(int(b), s))) for (a, b), s in zip(boxes[i].tolist(), weight.shape)
+        )
+        c[sl] += coeffs[i].to(acc)
+    return (weight.to(acc) * c).to(weight.dtype)
+
+
+def superpose_coeff_grad(grad: Tensor, weight: Tensor, boxes: Tensor) -> Tensor:
+    """(n,) float64: sum over box i of grad * weight."""
+    prod = grad.double() * weight.double()
+    out = []
+    for i in range(boxes.shape[0]):
+        sl = tuple(
+            slice(max(0, min(int(a), s)), max(0, min(int(b), s))) for (a, b), s in zip(boxes[i].tolist(), weight.shape)
+        )
+        out.append(prod[sl].sum())
+    return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64, device=weight.device)
