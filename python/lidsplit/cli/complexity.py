@@ -158,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
     from lidsplit.cli.main import CLIError
 
     _check_counts(args)
-    from lidsplit.complexity import AccuracyTable, complexity_scores, report_json, spider_chart, tree_complexity
+    from lidsplit.complexity import (
+        AccuracyTable,
+        complexity_scores,
+        report_json,
+        spider_chart,
+        tree_complexity,
+    )
     from lidsplit.supernet import search_space
 
     specs = [parse_space_spec(s) for s in args.space]
@@ -212,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.json:
         from pathlib import Path
 
-        from lidsplit.split.tree import atomic_write_text
+        from lidsplit._io import atomic_write_text
 
         atomic_write_text(Path(args.json), json.dumps(report, indent=1) + "\n")
     if args.chart:

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lidsplit._io import atomic_write_text
 from lidsplit.search.evaluator import Result
 from lidsplit.search.strategies import Strategy, rank_key
-from lidsplit.split.tree import SplitTree, atomic_write_text
+from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch
 from lidsplit.train._util import progress_bar
 

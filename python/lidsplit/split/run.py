@@ -67,12 +67,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from lidsplit.data.core import DataSplits, Dataset, TensorLoader, derive_seed
-from lidsplit.split.criteria import Criterion, EdgeScore, ScoringSet, make_criterion, scoring_set
+from lidsplit._io import atomic_torch_save, atomic_write_text
+from lidsplit.data.core import Dataset, DataSplits, TensorLoader, derive_seed
+from lidsplit.split.criteria import (
+    Criterion,
+    EdgeScore,
+    ScoringSet,
+    make_criterion,
+    scoring_set,
+)
 from lidsplit.split.partition import partition
 from lidsplit.split.policy import SplitPolicy, levels, rounds
 from lidsplit.split.selection import RULES, select_edge, separability
-from lidsplit.split.tree import SplitTree, atomic_write_text, to_jsonable
+from lidsplit.split.tree import SplitTree, to_jsonable
 from lidsplit.supernet import SubSupernet, search_space
 
 __all__ = ["split", "SplitEvent", "SplitRunError", "load_leaf", "candidate_edges"]
@@ -209,7 +216,6 @@ class _Store:
         if self.dir is None:
             self.mem[key] = state
             return
-        from lidsplit.train._util import atomic_torch_save
 
         p = self.dir / key
         p.parent.mkdir(parents=True, exist_ok=True)

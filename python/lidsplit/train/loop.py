@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lidsplit._io import atomic_torch_save
 from lidsplit.data.core import derive_seed
 from lidsplit.supernet import SubSupernet, search_space, use_path
-from lidsplit.train._util import atomic_torch_save, logits_of, model_device, progress_bar, unpack_batch
+from lidsplit.train._util import logits_of, model_device, progress_bar, unpack_batch
 
 __all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet"]
 
