@@ -29,10 +29,14 @@ def test_shapes_sizes_and_normalisation(hd: DataSplits) -> None:
 
 
 def test_default_sizes_many_thousand_test_images() -> None:
-    # the documented defaults without building them: 16 copies of ~35 % of the ~1.8k sources
+    # the documented defaults without building them: 32 copies of ~35 % of the ~1.8k sources
+    import inspect
+
     x, _ = _load_source()
     assert 1700 < x.shape[0] <= 1797
-    assert int(0.35 * x.shape[0]) * 16 > 9000
+    params = inspect.signature(hard_digits).parameters
+    assert params["variants"].default == (10, 4, 32) and params["fractions"].default[2] == 0.35
+    assert int(0.35 * x.shape[0]) * 32 > 19000
 
 
 def test_deterministic_and_seeded(hd: DataSplits) -> None:
