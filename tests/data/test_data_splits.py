@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,3 +111,14 @@ def test_loaders_helper(dig: DataSplits) -> None:
     assert len(L.val) == 1 and len(L.train) == 11
     x, y = next(iter(L.test))
     assert torch.equal(x, dig.test.x) and torch.equal(y, dig.test.y)
+
+
+def test_shipped_digits_equal_scikit_learn() -> None:
+    # the command line's default data must not need scikit-learn; the shipped copy must be the same data
+    from lidsplit.data.datasets import load_digits_arrays
+
+    sk = pytest.importorskip("sklearn.datasets").load_digits()
+    images, target = load_digits_arrays()
+    assert images.dtype == np.float64 and target.dtype == np.int64
+    np.testing.assert_array_equal(images, sk.images)
+    np.testing.assert_array_equal(target, sk.target)

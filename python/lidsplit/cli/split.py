@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--space", default="nb201", choices=("nb201", "darts", "mobilenet"), help="built-in space")
     p.add_argument("--channels", type=int, default=8, help="supernet width C (default 8)")
     p.add_argument("--cells", type=int, default=1, help="cells per stage N (default 1)")
-    p.add_argument("--data", default="digits", help="digits (ships with scikit-learn), cifar10 or cifar100")
+    p.add_argument("--data", default="digits", help="digits (ships with lidsplit), cifar10 or cifar100")
     p.add_argument("--data-path", default=None, help="CIFAR directory (else LIDSPLIT_CIFAR10/100 or LIDSPLIT_DATA)")
     p.add_argument("--criterion", default="lid", choices=CRITERIA)
     p.add_argument("--rounds", type=int, default=2, help="rounds of 2-way splits (2^rounds leaves)")

@@ -1,6 +1,6 @@
 """Data for supernet training and evaluation, held in memory as normalised tensors.
 
-- ``digits()`` (default, ships with scikit-learn), ``cifar10()`` / ``cifar100()`` (local files only),
+- ``digits()`` (default, ships with lidsplit), ``cifar10()`` / ``cifar100()`` (local files only),
   ``synthetic()`` (seeded, for tests); ``load(name, **kw)`` picks one by name.
 - ``Dataset``: ``x`` (N, C, H, W) float32, ``y`` (N,) int64, ``num_classes``, ``in_channels``,
   ``image_size``. ``DataSplits``: fixed train / val / test ``Dataset`` s plus ``meta``.

@@ -1,10 +1,10 @@
-"""Dataset loaders: scikit-learn's digits (default), CIFAR-10/100 from local files, synthetic data.
+"""Dataset loaders: the digits shipped with lidsplit (default), CIFAR-10/100 from local files, synthetic data.
 
 None of them downloads anything.
 
 Splits and normalisation
 ------------------------
-- ``digits()``: the 1797 8x8 grayscale images of ``sklearn.datasets.load_digits`` (pixel values
+- ``digits()``: the 1797 8x8 grayscale images of ``sklearn.datasets.load_digits`` (shipped; pixel values
   0..16), split per class into train / val / test = 60 % / 20 % / 20 % (1078 / 359 / 360 images with
   the default seed 0) by ``stratified_split``.
 - ``cifar10()`` / ``cifar100()``: the official test set is the test split; the official training set
@@ -57,18 +57,23 @@ class DataNotFoundError(FileNotFoundError):
 # ---- digits -------------------------------------------------------------------------------------
 
 
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits data set shipped with lidsplit: images ``(1797, 8, 8)`` float64 with pixel values 0..16
+    and labels ``(1797,)`` int64, identical to ``sklearn.datasets.load_digits()``'s ``images`` / ``target``.
+
+    The file ``lidsplit/data/digits.npz`` is scikit-learn's copy of the UCI "Optical Recognition of
+    Handwritten Digits" test set (Alpaydin & Kaynak, CC BY 4.0), stored so that the command line's
+    default data needs no scikit-learn.
+    """
+    with np.load(Path(__file__).with_name("digits.npz")) as f:
+        return f["images"].astype(np.float64), f["target"].astype(np.int64)
+
+
 def digits(seed: int = 0, fractions: Sequence[float] = DIGITS_FRACTIONS) -> DataSplits:
-    """scikit-learn's 8x8 digits: 1 channel, 10 classes; stratified train/val/test ``fractions``."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "lidsplit.data.digits needs scikit-learn (it ships the digits data set): "
-            "pip install 'lidsplit[data]' or pip install scikit-learn"
-        ) from e
-    raw = load_digits()
-    x = torch.from_numpy(np.asarray(raw.images, dtype=np.float64) / 16.0).unsqueeze(1)
-    y = torch.from_numpy(np.asarray(raw.target, dtype=np.int64))
+    """The 8x8 digits (:func:`load_digits_arrays`): 1 channel, 10 classes; stratified train/val/test ``fractions``."""
+    images, target = load_digits_arrays()
+    x = torch.from_numpy(images / 16.0).unsqueeze(1)
+    y = torch.from_numpy(target)
     parts = stratified_split(y, fractions, seed)
     return _assemble("digits", x, y, 10, parts, meta={
         "source": "sklearn.datasets.load_digits", "seed": int(seed), "fractions": [float(f) for f in fractions],

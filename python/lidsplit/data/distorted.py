@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lidsplit.data.core import DataSplits, Dataset, channel_stats, derive_seed, normalise, stratified_split
+from lidsplit.data.datasets import load_digits_arrays
 
 __all__ = ["hard_digits", "distort_digits", "HARD_DIGITS_DEFAULTS"]
 
@@ -55,16 +56,7 @@ HARD_DIGITS_DEFAULTS: dict[str, float] = {
 
 def _load_source() -> tuple[Tensor, Tensor]:
     """``load_digits`` images (N, 1, 8, 8) float32 in [0, 1] and labels, exact duplicates dropped."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "lidsplit.data.hard_digits needs scikit-learn (it ships the digits data set): "
-            "pip install 'lidsplit[data]' or pip install scikit-learn"
-        ) from e
-    raw = load_digits()
-    images = np.asarray(raw.images, dtype=np.float64)
-    target = np.asarray(raw.target, dtype=np.int64)
+    images, target = load_digits_arrays()
     # exact duplicates would put the same picture in two splits; keep the first of each
     _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
     keep = np.sort(first)
