@@ -16,11 +16,11 @@ def test_split_runs_and_resumes(tmp_path: Path, capsys) -> None:
     assert main(["split", "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "2 sub-supernets" in printed
-    tree = json.loads((out / "tree.json").read_text())
+    tree = json.loads((out / "split" / "tree.json").read_text())
     assert tree  # the split tree was saved
-    before = (out / "tree.json").read_bytes()
+    before = (out / "split" / "tree.json").read_bytes()
     assert main(["split", "--out", str(out), *TINY]) == 0  # a finished run is loaded, not redone
-    assert (out / "tree.json").read_bytes() == before
+    assert (out / "split" / "tree.json").read_bytes() == before
 
 
 def test_split_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:

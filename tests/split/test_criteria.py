@@ -333,6 +333,12 @@ def test_lid_profiles_degenerate_layer_is_zero():
         lid_profiles([[good]], k=16)
 
 
+def test_lid_profiles_unknown_estimator_is_an_error_not_a_degenerate_layer():
+    good = torch.randn(32, 6, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown estimator 'mlee'"):
+        lid_profiles([[good]], k=5, estimator="mlee")
+
+
 def test_proxy_normalisation(data):
     model = tiny("nb201")
     space = search_space(model)

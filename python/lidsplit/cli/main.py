@@ -24,7 +24,7 @@ from collections.abc import Sequence
 __all__ = ["SUBCOMMANDS", "CLIError", "build_parser", "main"]
 
 #: Subcommand modules, in help order (``lidsplit.cli.<name>``).
-SUBCOMMANDS: list[str] = ["split", "complexity"]
+SUBCOMMANDS: list[str] = ["run", "split", "train", "search", "evaluate", "report", "complexity"]
 
 
 class CLIError(Exception):

@@ -8,6 +8,8 @@
   reporting-only oracle and tqdm progress. Outside optimisers use ``AskTell`` or ``LeafEvaluator.evaluate``.
 - ``select_final``: the final architecture among the leaves' picks (validation accuracy, leaf validation
   loss, or GM-NAS successive halving); ``train_from_scratch``: train it and report its test accuracy.
+- ``rank_correlations``: Kendall tau-b / Spearman rho of predicted against true scores, over all
+  architectures and over the top-k (NAS-LID's ranking measure); ``kendall_tau``, ``spearman_rho``.
 
 Nothing here reads a benchmark's true accuracy to steer or stop a search.
 
@@ -26,6 +28,7 @@ or a built-in strategy is driven from outside: ``at = AskTell(Evolution(tree), h
 
 from lidsplit.search.driver import AskTell, HistoryError, Oracle, Record, SearchResult, run_search
 from lidsplit.search.evaluator import LeafEvaluator, ModelSource, Result
+from lidsplit.search.ranking import kendall_tau, rank_correlations, spearman_rho
 from lidsplit.search.select import (
     CRITERIA,
     ScratchResult,
@@ -56,10 +59,13 @@ __all__ = [
     "Selection",
     "Strategy",
     "TrainFn",
+    "kendall_tau",
+    "rank_correlations",
     "rank_key",
     "run_search",
     "scratch_train_fn",
     "select_final",
+    "spearman_rho",
     "successive_halving",
     "train_from_scratch",
 ]

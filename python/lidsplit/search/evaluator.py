@@ -32,10 +32,12 @@ ModelSource = Mapping[int, nn.Module] | Callable[[int], nn.Module]
 class Result:
     """What an evaluation of one architecture reports to a search strategy.
 
-    acc: validation accuracy, a fraction in [0, 1] (the quantity every built-in strategy maximises).
-    loss: mean validation cross-entropy (tie-breaker: lower is better); NaN when unknown.
+    The numbers are on the split the evaluator scores (``LeafEvaluator(split="val")`` by default).
+
+    acc: accuracy, a fraction in [0, 1] (the quantity every built-in strategy maximises).
+    loss: mean cross-entropy (tie-breaker: lower is better); NaN when unknown.
     leaf: id of the split-tree leaf whose weights were used (None when no tree was involved).
-    n: number of validation samples behind the numbers (0 when unknown).
+    n: number of evaluated samples behind the numbers (0 when unknown).
     """
 
     acc: float

@@ -478,7 +478,10 @@ def lid_profiles(features: Sequence[Sequence[Tensor]], k: int = 20, estimator: s
     (all samples equal, e.g. a cell whose inputs are all ``none``: a point has dimension 0) gets LID 0;
     those are found by retrying matrix by matrix only when the batched call refuses."""
     from lidsplit.ops import lid_profile
+    from lidsplit.ops.lid import ESTIMATORS
 
+    if estimator not in ESTIMATORS:  # checked here: the fallback below reads a ValueError as a degenerate matrix
+        raise ValueError(f"lid: unknown estimator {estimator!r}; expected one of {', '.join(map(repr, ESTIMATORS))}")
     feats = [[f.contiguous() for f in group] for group in features]
     b = int(feats[0][0].shape[0])
     if b <= k:

@@ -1,0 +1,168 @@
+"""The pipeline subcommands (run, split, train, search, evaluate, report): the whole pipeline on a tiny
+space, resume after an interruption, and exit codes with clear messages on bad configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lidsplit.search.evaluator as evaluator_mod
+from lidsplit.cli.main import main
+from lidsplit.pipeline import Pipeline
+from lidsplit.split.tree import SplitTree
+
+pytest.importorskip("matplotlib")
+
+TINY = ["--channels", "4", "--rounds", "1", "--warmup-epochs", "0", "--finetune-epochs", "1", "--batches", "1",
+        "--batch-size", "32", "--no-progress", "--strategy", "random", "--samples", "6", "--calib-batches", "2",
+        "--scratch-epochs", "1", "--lid-archs", "1", "--lid-batch", "64", "--lid-k", "5"]
+
+
+class Spy:
+    """Wraps the search's evaluate_arch: records (leaf of the model, arch); can interrupt after n calls."""
+
+    def __init__(self, interrupt_after: int | None = None) -> None:
+        self.calls: list[tuple[int, tuple[int, ...]]] = []
+        self.interrupt_after = interrupt_after
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Spy:
+        real_eval, real_leaf = evaluator_mod.evaluate_arch, Pipeline.leaf_model
+
+        def leaf_model(pipe: Pipeline, leaf: int) -> Any:
+            m = real_leaf(pipe, leaf)
+            m._test_leaf = leaf  # which leaf's weights this model holds
+            return m
+
+        def evaluate_arch(model: Any, arch: Any, *a: Any, **k: Any) -> Any:
+            if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+                raise KeyboardInterrupt
+            self.calls.append((model._test_leaf, tuple(arch)))
+            return real_eval(model, arch, *a, **k)
+
+        monkeypatch.setattr(evaluator_mod, "evaluate_arch", evaluate_arch)
+        monkeypatch.setattr(Pipeline, "leaf_model", leaf_model)
+        return self
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        spy = Spy().install(mp)
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = main(["run", "--out", str(out), *TINY])
+    return {"out": out, "rc": rc, "stdout": buf.getvalue(), "spy": spy}
+
+
+def test_run_whole_pipeline(tiny_run: dict[str, Any]) -> None:
+    out: Path = tiny_run["out"]
+    assert tiny_run["rc"] == 0
+    printed = tiny_run["stdout"]
+    for text in ("Split tree:", "Chosen architecture", "test acc", "Report:"):
+        assert text in printed
+    tree = SplitTree.load(out / "split" / "tree.json")
+    assert len(tree.leaves()) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["split"]["rounds"] == 1 and config["search"]["strategy"] == "random"
+    final = json.loads((out / "final.json").read_text())
+    assert tree.route(final["arch"]) == final["leaf"]
+    assert 0.0 <= final["scratch"]["test_acc"] <= 1.0 and (out / "final_model.pt").exists()
+    history = json.loads((out / "search" / "history.json").read_text())
+    assert len(history["records"]) == 6
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    pngs = {Path(f).name for f in summary["files"] if f.endswith(".png")}
+    assert {"tree.png", "lid_profiles.png", "separability.png", "search_progress.png"} <= pngs
+    for name in pngs:
+        assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_search_never_evaluates_outside_its_leaf(tiny_run: dict[str, Any]) -> None:
+    tree = SplitTree.load(tiny_run["out"] / "split" / "tree.json")
+    calls = tiny_run["spy"].calls
+    assert len(calls) >= 6
+    for leaf, arch in calls:
+        assert tree.node(leaf).sub.contains(arch), (leaf, arch)
+    history = json.loads((tiny_run["out"] / "search" / "history.json").read_text())
+    for r in history["records"]:
+        assert tree.route(r["arch"]) == r["leaf"]
+
+
+def test_rerun_redoes_nothing(tiny_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    out: Path = tiny_run["out"]
+    kept = ["split/tree.json", "search/history.json", "final.json", "final_model.pt"]
+    before = {k: (out / k).read_bytes() for k in kept}
+    spy = Spy().install(monkeypatch)
+    assert main(["run", "--out", str(out)]) == 0  # no flags: the run's saved config resumes it
+    assert spy.calls == []  # nothing evaluated again
+    assert {k: (out / k).read_bytes() for k in kept} == before
+    assert "Chosen architecture" in capsys.readouterr().out
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tiny_run: dict[str, Any], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        Spy(interrupt_after=2).install(mp)
+        assert main(["run", "--out", str(out), *TINY]) == 130  # Ctrl-C in the search
+    assert len(json.loads((out / "search" / "history.json").read_text())["records"]) == 2
+    assert not (out / "final.json").exists()
+    spy = Spy().install(monkeypatch)
+    assert main(["run", "--out", str(out), *TINY]) == 0
+    assert len(spy.calls) == 6 - 2  # only the missing evaluations
+    ref = tiny_run["out"]
+    for name in ("split/tree.json", "search/history.json"):
+        assert json.loads((out / name).read_text()) == json.loads((ref / name).read_text()), name
+    a, b = (json.loads((d / "final.json").read_text()) for d in (out, ref))
+    assert a["arch"] == b["arch"] and a["leaf_weights"] == b["leaf_weights"]
+
+
+def test_stages_one_by_one_and_changed_settings(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "run")
+    assert main(["search", "--out", out, *TINY]) == 2
+    assert "has no complete split stage results (the search stage needs them)" in capsys.readouterr().err
+    assert main(["split", "--out", out, *TINY]) == 0
+    assert main(["split", "--out", out, *TINY, "--criterion", "gm"]) == 2
+    err = capsys.readouterr().err
+    assert "split stage already has results" in err and "split.criterion = 'gm' (the run has 'lid')" in err
+    assert main(["search", "--out", out, "--train-epochs", "1"]) == 2  # train.epochs > 0: train first
+    assert "has no complete train stage results" in capsys.readouterr().err
+    assert main(["train", "--out", out, "--train-epochs", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "train").glob("*.pt")) == ["leaf1.pt", "leaf2.pt"]
+    assert main(["search", "--out", out, "--samples", "3"]) == 0
+    assert main(["search", "--out", out, "--samples", "4"]) == 2  # the search has results with 3
+    assert "search.samples = 4 (the run has 3)" in capsys.readouterr().err
+    assert main(["evaluate", "--out", out, "--scratch-epochs", "0"]) == 0
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["scratch"] is None
+    assert main(["report", "--out", out, "--lid-archs", "2"]) == 0  # the report is rebuilt freely
+    assert "Report:" in capsys.readouterr().out
+
+
+def test_bad_configs_exit_2_with_a_clear_message(tmp_path: Path, capsys) -> None:
+    def err_of(*argv: str) -> str:
+        assert main(list(argv)) == 2
+        return capsys.readouterr().err
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[split]\nrouns = 2\n")
+    assert "unknown key split.rouns" in err_of("run", "--out", str(tmp_path / "a"), "--config", str(cfg))
+    cfg.write_text('[split]\nrounds = "two"\n')
+    assert "split.rounds must be int, got 'two' (str)" in err_of("run", "--out", str(tmp_path / "a"), "--config",
+                                                                 str(cfg))
+    assert "no such file" in err_of("run", "--out", str(tmp_path / "a"), "--config", str(tmp_path / "none.toml"))
+    missing = tmp_path / "no-cifar"
+    assert str(missing) in err_of("split", "--out", str(tmp_path / "b"), "--data", "cifar10", "--data-path",
+                                  str(missing))
+    assert "--rounds" in err_of("run", "--out", str(tmp_path / "a"), "--rounds", "two")
+    assert "split.rounds must be >= 1" in err_of("run", "--out", str(tmp_path / "a"), "--rounds", "0")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert "not a lidsplit run directory" in err_of("run", "--out", str(tmp_path / "other"))
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing a user saved is touched
+    assert not (tmp_path / "a").exists()  # a refused run writes nothing
