@@ -166,3 +166,52 @@ def test_bad_configs_exit_2_with_a_clear_message(tmp_path: Path, capsys) -> None
     assert "not a lidsplit run directory" in err_of("run", "--out", str(tmp_path / "other"))
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing a user saved is touched
     assert not (tmp_path / "a").exists()  # a refused run writes nothing
+
+
+def test_interrupted_evaluate_repeats_no_finished_training(tiny_run: dict[str, Any], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Successive halving's finished trainings are kept and the from-scratch training resumes from its
+    checkpoint: the interrupted evaluate ends with the uninterrupted one's numbers."""
+    import shutil
+
+    import lidsplit.search.select as select_mod
+
+    def fresh(name: str) -> str:
+        out = tmp_path / name
+        src = tiny_run["out"]
+        later = {"final.json", "final_model.pt", "evaluate", "report"}  # the run up to its search stage
+        shutil.copytree(src, out, ignore=lambda d, names: later if d == str(src) else set())
+        return str(out)
+
+    flags = ["--select", "successive_halving", "--scratch-epochs", "2"]
+    real = select_mod.train_subsupernet
+    calls: list[tuple[int, bool]] = []  # (epochs, whether its checkpoint existed when called)
+
+    def train(model: Any, sub: Any, loaders: Any, epochs: int, *, checkpoint: Any = None, **k: Any) -> Any:
+        calls.append((epochs, checkpoint is not None and Path(checkpoint).exists()))
+        if len(calls) == interrupt_at:
+            real(model, sub, loaders, epochs, checkpoint=checkpoint, stop_after=1, **k)
+            raise KeyboardInterrupt
+        return real(model, sub, loaders, epochs, checkpoint=checkpoint, **k)
+
+    monkeypatch.setattr(select_mod, "train_subsupernet", train)
+    interrupt_at = 0
+    ref = fresh("ref")
+    assert main(["evaluate", "--out", ref, *flags]) == 0
+    assert [e for e, _ in calls] == [4, 4, 2]  # 2 leaves' picks: one halving round (keep 1, 4 epochs), scratch
+
+    out = fresh("run")
+    calls.clear()
+    interrupt_at = 2  # Ctrl-C in the second candidate's training
+    assert main(["evaluate", "--out", out, *flags]) == 130
+    calls.clear()
+    interrupt_at = 2  # the first candidate is not trained again; Ctrl-C after the scratch training's epoch 1
+    assert main(["evaluate", "--out", out, *flags]) == 130
+    assert calls == [(4, True), (2, False)]
+    calls.clear()
+    interrupt_at = 0
+    assert main(["evaluate", "--out", out, *flags]) == 0
+    assert calls == [(2, True)]  # only the rest of the scratch training
+    a, b = (json.loads((Path(d) / "final.json").read_text()) for d in (out, ref))
+    assert a == b
+    assert not (Path(out) / "evaluate" / "scratch.ckpt").exists()

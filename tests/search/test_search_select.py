@@ -140,3 +140,21 @@ def test_train_from_scratch_reports_test_accuracy_and_returns_the_plain_network(
     fn = scratch_train_fn(lambda: tiny_supernet(5), loaders, lr=0.05)
     acc, loss = fn(arch, 1, 0)
     assert 0.0 <= acc <= 1.0 and math.isfinite(loss) and fn(arch, 1, 0) == (acc, loss)
+
+
+def test_scratch_train_fn_work_dir_keeps_finished_trainings(data, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import lidsplit.search.select as select_mod
+
+    loaders, arch = data.loaders(16), (3, 1, 2, 3, 0, 4)
+    trained: list[int] = []
+    real = select_mod.train_from_scratch
+    monkeypatch.setattr(select_mod, "train_from_scratch", lambda *a, **k: trained.append(a[3]) or real(*a, **k))
+    first = scratch_train_fn(tiny_supernet(0), loaders, work_dir=tmp_path, lr=0.05)(arch, 1, 0)
+    again = scratch_train_fn(tiny_supernet(0), loaders, work_dir=tmp_path, lr=0.05)  # a new process, say
+    assert again(arch, 1, 0) == first and trained == [1]  # read back, not trained again
+    again(arch, 2, 0)
+    assert trained == [1, 2] and not list(tmp_path.glob("*.ckpt"))  # finished: no checkpoint left
+    with pytest.raises(ValueError, match="other settings"):
+        scratch_train_fn(tiny_supernet(0), loaders, work_dir=tmp_path, lr=0.1)
+    with pytest.raises(FileNotFoundError, match="work_dir"):
+        scratch_train_fn(tiny_supernet(0), loaders, work_dir=tmp_path / "missing")

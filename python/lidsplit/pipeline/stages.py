@@ -10,6 +10,10 @@ interruption resumes it and never redoes or loses finished work::
     out/train/leaf<id>.ckpt    its mid-training checkpoints and out/train/train.json (histories)
     out/search/history.json    the search history (every evaluation, written as it goes; resumed)
     out/search/result.json     the search's picks (best architecture of each leaf) and best
+    out/evaluate/              the evaluate stage's work: selection.json (the final choice),
+                               halving/ (successive halving's finished trainings and checkpoints),
+                               scratch.ckpt (the from-scratch training's checkpoint, removed once
+                               final.json is written)
     out/final.json             the chosen architecture: selection, leaf-weight val / test accuracy,
                                accuracy after training from scratch (evaluate.scratch_epochs > 0)
     out/final_model.pt         the from-scratch network's state dict (``materialize``d architecture)
@@ -29,7 +33,9 @@ Stages and what they read:
 
 Changing a key of a stage that already has results in ``out`` is refused (:class:`ConfigError`); keys of
 later stages may change until those stages run. The evaluate stage writes ``final.json`` only when it is
-complete (an interruption repeats it; successive halving and from-scratch training keep no checkpoint).
+complete; until then its work in ``out/evaluate/`` lets an interrupted evaluate resume (the choice is
+kept, finished successive-halving trainings are not repeated, training from scratch resumes from its last
+epoch).
 """
 
 from __future__ import annotations
@@ -51,8 +57,8 @@ from lidsplit.pipeline.config import STAGES, ConfigError, defaults, identity, lo
 
 __all__ = ["Pipeline"]
 
-_FILES = {"config": "config.json", "split": "split", "train": "train", "search": "search", "final": "final.json",
-          "final_model": "final_model.pt", "report": "report"}
+_FILES = {"config": "config.json", "split": "split", "train": "train", "search": "search", "evaluate": "evaluate",
+          "final": "final.json", "final_model": "final_model.pt", "report": "report"}
 
 
 def _say(msg: str) -> None:
@@ -97,7 +103,7 @@ class Pipeline:
         if stage == "search":
             return (self.path("search") / "history.json").exists()
         if stage == "evaluate":
-            return self.path("final").exists()
+            return self.path("final").exists() or (self.path("evaluate") / "selection.json").exists()
         return False  # the report is derived and rebuilt every time
 
     def _check_locked(self, saved: Mapping[str, Mapping[str, Any]]) -> None:
@@ -350,7 +356,7 @@ class Pipeline:
 
     def evaluate(self) -> dict[str, Any]:
         """Choose the final architecture and measure it; writes and returns ``final.json``'s content."""
-        from lidsplit.search import select_final, train_from_scratch
+        from lidsplit.search import scratch_train_fn, select_final, train_from_scratch
         from lidsplit.train import evaluate_arch
 
         if self.path("final").exists():
@@ -359,9 +365,23 @@ class Pipeline:
         self._start("evaluate")
         e = self.config["evaluate"]
         ev = self.evaluator()
-        sel = select_final(result, e["select"], evaluator=ev, supernet=self.new_supernet, loaders=ev.loaders,
-                           seed=self.seed, progress=self.progress)
-        arch = sel.arch
+        work = self.path("evaluate")
+        chosen = work / "selection.json"
+        if chosen.exists():
+            sel = json.loads(chosen.read_text())
+            self.log(f"evaluate: resuming with the saved choice ({chosen})")
+        else:
+            work.mkdir(exist_ok=True)
+            train_fn = None
+            if e["select"] == "successive_halving":
+                (work / "halving").mkdir(exist_ok=True)
+                train_fn = scratch_train_fn(self.new_supernet, ev.loaders, progress=self.progress,
+                                            work_dir=work / "halving", **self.train_hparams())
+            s = select_final(result, e["select"], evaluator=ev, train_fn=train_fn, seed=self.seed,
+                             progress=self.progress)
+            sel = {"arch": list(s.arch), "scores": {str(k): v for k, v in s.scores.items()}, "rounds": s.rounds}
+            atomic_write_text(chosen, json.dumps(sel, indent=1) + "\n")
+        arch = tuple(sel["arch"])
         leaf = self.tree.route(arch)
         calib = self.config["search"]["calib_batches"]
         model = ev.model(leaf)
@@ -369,8 +389,8 @@ class Pipeline:
         test = evaluate_arch(model, arch, ev.loaders, split="test", calib_batches=calib)
         final: dict[str, Any] = {
             "arch": list(arch), "arch_names": list(self.tree.space.names(arch)), **self._arch_string(arch),
-            "leaf": leaf, "selection": e["select"], "selection_scores": {str(k): v for k, v in sel.scores.items()},
-            "selection_rounds": sel.rounds,
+            "leaf": leaf, "selection": e["select"], "selection_scores": sel["scores"],
+            "selection_rounds": sel["rounds"],
             "leaf_weights": {"val_acc": val.accuracy, "val_loss": val.loss, "test_acc": test.accuracy,
                              "test_loss": test.loss},
             "scratch": None,
@@ -378,11 +398,13 @@ class Pipeline:
         if e["scratch_epochs"] > 0:
             self.log(f"evaluate: training the final architecture from scratch for {e['scratch_epochs']} epochs")
             sr = train_from_scratch(arch, self.new_supernet, ev.loaders, e["scratch_epochs"], seed=self.seed,
-                                    progress=self.progress, **self.train_hparams())
+                                    progress=self.progress, checkpoint=work / "scratch.ckpt",
+                                    **self.train_hparams())
             atomic_torch_save(sr.model.state_dict(), self.path("final_model"))
             final["scratch"] = {"epochs": sr.epochs, "val_acc": sr.val_acc, "val_loss": sr.val_loss,
                                 "test_acc": sr.test_acc, "test_loss": sr.test_loss, "model": _FILES["final_model"]}
         atomic_write_text(self.path("final"), json.dumps(final, indent=1) + "\n")
+        (work / "scratch.ckpt").unlink(missing_ok=True)  # final_model.pt holds the trained network
         return final
 
     def report(self) -> dict[str, Any]:

@@ -15,19 +15,28 @@ default (:func:`scratch_train_fn`) trains the architecture alone on a freshly in
 (single-architecture sub-supernet, ``train_subsupernet``) and scores it on the validation split.
 :func:`train_from_scratch` also reports the test accuracy and returns the plain network
 (``lidsplit.supernet.materialize``).
+
+Both resume: ``train_from_scratch(checkpoint=...)`` carries on from its last epoch, and
+``scratch_train_fn(work_dir=...)`` keeps every finished (arch, epochs, seed) result in
+``work_dir/results.json`` and a checkpoint per unfinished one, so an interrupted successive halving
+repeats no finished training.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lidsplit._io import atomic_write_text
 from lidsplit.data.core import derive_seed
 from lidsplit.search.driver import Record, SearchResult
 from lidsplit.search.evaluator import LeafEvaluator, Result
@@ -154,7 +163,7 @@ def select_final(
     evaluator: scores picks without a recorded result (``val_acc``), estimates leaf losses
         (``val_loss`` without ``leaf_losses``), and checks each pick lies in its leaf.
     train_fn: successive halving's trainer; default ``scratch_train_fn(supernet, loaders)`` (``loaders``
-        defaults to the evaluator's).
+        defaults to the evaluator's; pass ``scratch_train_fn(..., work_dir=...)`` to make it resumable).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"select_final: criterion must be one of {list(CRITERIA)}, got {criterion!r}")
@@ -245,6 +254,7 @@ def train_from_scratch(
     test: bool = True,
     keep_model: bool = True,
     progress: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
     **hparams: Any,
 ) -> ScratchResult:
     """Train ``arch`` alone from freshly initialised weights and report validation (and test) accuracy.
@@ -256,6 +266,8 @@ def train_from_scratch(
     hparams: ``TrainConfig`` fields (``lr``, ``weight_decay``, ...); ``seed`` also seeds the config.
     test: also evaluate the test split (report only; never use it to choose).
     keep_model: return the trained network (``materialize``: a plain network without Choice modules).
+    checkpoint: a file written after every epoch and resumed from when it exists (``train_subsupernet``'s
+        checkpoint; refused with ``CheckpointError`` when it belongs to another training run).
     """
     for split in ("train", "val") + (("test",) if test else ()):
         if not hasattr(loaders, split):
@@ -265,7 +277,7 @@ def train_from_scratch(
     space = search_space(model)
     a = space.validate_arch(arch)
     res = train_subsupernet(model, SubSupernet.from_arch(space, a), loaders, epochs, seed=seed, progress=progress,
-                            **hparams)
+                            checkpoint=checkpoint, **hparams)
     # BatchNorm statistics were accumulated on this one path while training: no recalibration needed
     val = evaluate_arch(model, a, loaders, split="val", recalibrate=False)
     tst = evaluate_arch(model, a, loaders, split="test", recalibrate=False) if test else None
@@ -275,14 +287,47 @@ def train_from_scratch(
 
 
 def scratch_train_fn(
-    supernet: nn.Module | Callable[[], nn.Module], loaders: Any, *, progress: bool = False, **hparams: Any
+    supernet: nn.Module | Callable[[], nn.Module],
+    loaders: Any,
+    *,
+    progress: bool = False,
+    work_dir: str | os.PathLike[str] | None = None,
+    **hparams: Any,
 ) -> TrainFn:
     """The default ``train_fn`` of successive halving: :func:`train_from_scratch` without the test split,
-    returning ``(val_acc, val_loss)``."""
+    returning ``(val_acc, val_loss)``.
+
+    work_dir: an existing directory that makes the trainer resumable: finished trainings are kept in
+        ``results.json`` (keyed by arch, epochs and seed, with the hyper-parameters; another trainer's file
+        is refused) and returned without training again; an unfinished one resumes from ``<key>.ckpt``.
+    """
+    results_path = ckpt_dir = None
+    done: dict[str, list[float]] = {}
+    if work_dir is not None:
+        ckpt_dir = Path(work_dir)
+        if not ckpt_dir.is_dir():
+            raise FileNotFoundError(f"scratch_train_fn: work_dir {str(ckpt_dir)!r} is not a directory")
+        results_path = ckpt_dir / "results.json"
+        setup = {"hparams": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                             for k, v in sorted(hparams.items())}}
+        if results_path.exists():
+            saved = json.loads(results_path.read_text())
+            if saved.get("setup") != setup:
+                raise ValueError(f"scratch_train_fn: {results_path} was written with other settings "
+                                 f"({saved.get('setup')}, now {setup}); use another work_dir")
+            done = saved["results"]
 
     def train_fn(arch: Arch, epochs: int, seed: int) -> tuple[float, float]:
+        key = f"a{'-'.join(str(int(v)) for v in arch)}_e{int(epochs)}_s{int(seed)}"
+        if key in done:
+            return done[key][0], done[key][1]
+        ckpt = ckpt_dir / f"{key}.ckpt" if ckpt_dir is not None else None
         r = train_from_scratch(arch, supernet, loaders, epochs, seed=seed, test=False, keep_model=False,
-                               progress=progress, **hparams)
+                               progress=progress, checkpoint=ckpt, **hparams)
+        if results_path is not None:
+            done[key] = [r.val_acc, r.val_loss]
+            atomic_write_text(results_path, json.dumps({"setup": setup, "results": done}, indent=1) + "\n")
+            ckpt.unlink(missing_ok=True)  # the result above is what the checkpoint was kept for
         return r.val_acc, r.val_loss
 
     return train_fn
