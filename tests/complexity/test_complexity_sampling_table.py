@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import pytest
+from _fake_files import fake_nas_201_api
 
 from lidsplit.complexity import AccuracyTable, arch_key, parse_arch_key, register_accuracy_loader, sample_archs
 from lidsplit.complexity.sampling import Population, local_index_to_arch, repeat_generator
@@ -130,22 +130,10 @@ def test_registered_and_callable_loaders(tmp_path):
 
 def test_nb201_loader_hook(tmp_path, monkeypatch):
     archs = [(3, 1, 0, 2, 4, 3), (0,) * 6]
-
-    class FakeAPI:
-        def __init__(self, path, verbose=False):
-            assert path.endswith("bench.pth")
-
-        def __len__(self):
-            return len(archs)
-
-        def arch(self, i):
-            return to_nb201_string(archs[i])
-
-        def get_more_info(self, i, dataset, hp="12", is_random=True):
-            assert dataset == "cifar10-valid" and hp == "200" and not is_random
-            return {"valid-accuracy": 90.0 - i, "test-accuracy": 0.0}
-
-    monkeypatch.setitem(sys.modules, "nas_201_api", types.SimpleNamespace(NASBench201API=FakeAPI))
+    api = fake_nas_201_api([to_nb201_string(a) for a in archs],
+                           [{"valid-accuracy": 90.0 - i, "test-accuracy": 0.0} for i in range(2)],
+                           expect={"dataset": "cifar10-valid", "hp": "200", "is_random": False})
+    monkeypatch.setitem(sys.modules, "nas_201_api", api)
     t = AccuracyTable.load(tmp_path / "bench.pth", NB201_SPACE, loader="nb201")
     assert t[archs[0]] == 90.0 and t[archs[1]] == 89.0 and t.metric == "valid-accuracy"
     monkeypatch.setitem(sys.modules, "nas_201_api", None)  # not installed

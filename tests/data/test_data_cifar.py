@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fake_files import write_cifar10, write_cifar100
 
 from lidsplit.data import DataNotFoundError, cifar10, cifar100, find_cifar, load
 
@@ -18,35 +19,6 @@ ENV = ("LIDSPLIT_CIFAR10", "LIDSPLIT_CIFAR100", "LIDSPLIT_DATA")
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ENV:
         monkeypatch.delenv(k, raising=False)
-
-
-def _batch(rng: np.random.Generator, n: int, keys: dict[bytes, list[int]]) -> dict[bytes, object]:
-    d: dict[bytes, object] = {b"batch_label": b"tiny", b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                              b"filenames": [b"x.png"] * n}
-    d.update(keys)
-    return d
-
-
-def write_cifar10(root: Path, per_batch: int = 4) -> Path:
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i, name in enumerate([f"data_batch_{j}" for j in range(1, 6)] + ["test_batch"]):
-        labels = [(i * per_batch + k) % 10 for k in range(per_batch)]
-        with open(d / name, "wb") as f:
-            pickle.dump(_batch(rng, per_batch, {b"labels": labels}), f)
-    return d
-
-
-def write_cifar100(root: Path, n: int = 8) -> Path:
-    d = root / "cifar-100-python"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    for name in ("train", "test"):
-        fine = [int(v) for v in rng.integers(0, 100, n)]
-        with open(d / name, "wb") as f:
-            pickle.dump(_batch(rng, n, {b"fine_labels": fine, b"coarse_labels": [v // 5 for v in fine]}), f)
-    return d
 
 
 def test_cifar10_tiny_file(tmp_path: Path) -> None:

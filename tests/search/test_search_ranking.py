@@ -219,6 +219,39 @@ def test_bench_nb201_argument_handling(bench, tmp_path, monkeypatch) -> None:  #
     assert bench.main(["--nb201", str(tmp_path / "missing.pth")]) == 2
 
 
+def test_bench_nb201_table_and_cifar(bench, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The NAS-Bench-201 path end to end, with a stand-in nas_201_api and tiny CIFAR-10 batches."""
+    from _fake_files import fake_nas_201_api, write_cifar10
+
+    from lidsplit.spaces import to_nb201_string
+
+    rng = np.random.default_rng(0)
+    archs: list[tuple[int, ...]] = []
+    while len(archs) < 12:
+        a = tuple(int(v) for v in rng.integers(0, 5, 6))
+        if a not in archs:
+            archs.append(a)
+    truth = {a: 50.0 + i for i, a in enumerate(archs)}
+    api = fake_nas_201_api([to_nb201_string(a) for a in archs],
+                           [{"test-accuracy": truth[a], "valid-accuracy": 0.0} for a in archs],
+                           expect={"dataset": "cifar10", "hp": "200", "is_random": False})
+    monkeypatch.setitem(sys.modules, "nas_201_api", api)
+    bench_file = tmp_path / "NAS-Bench-201.pth"
+    bench_file.write_bytes(b"read by the stand-in API only")
+    cifar = write_cifar10(tmp_path / "cifar", per_batch=8)
+    argv = ["--nb201", str(bench_file), "--cifar", str(cifar), "--methods", "one-shot", "--seeds", "0",
+            "--epochs", "2", "--batch-size", "16", "--work-dir", str(tmp_path / "work"),
+            "--results-dir", str(tmp_path / "res"), "--no-progress"]
+    summary = bench.run(bench.parse_args(argv))
+    rec = json.loads((tmp_path / "res" / "one-shot-seed0.json").read_text())
+    kept = {to_nb201_string(a): truth[a] for a in archs if not bench.is_degenerate(a)}
+    assert rec["config"]["task"]["name"] == "nb201_cifar10" and set(rec["predictions"]) == set(kept)
+    # the correlations are those of the predictions against the table's test accuracy
+    want = rank_correlations({k: p["acc"] for k, p in rec["predictions"].items()}, kept)
+    assert rec["correlations"]["nb201"]["all"] == pytest.approx(want["all"])
+    assert summary["methods"]["one-shot"]["seeds"] == [0]
+
+
 def test_bench_quick_run_and_resume(bench, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("LIDSPLIT_NB201", raising=False)
     argv = ["--quick", "--methods", "one-shot", "exhaustive", "--seeds", "0", "--work-dir", str(tmp_path / "work"),
