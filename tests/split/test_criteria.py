@@ -301,6 +301,26 @@ def test_dead_edge_batches_are_skipped(data):
     assert not only_dead.informative and only_dead.batches == 1
 
 
+def test_edge_with_a_zero_input_is_skipped(data):
+    """NB201 edge 3<-2 reads node 2 = none(node 0) + conv(node 1 = none(node 0)): zero up to rounding. The
+    variants then differ by rounding only, and 'inverse' would give their pairs ~1e6."""
+    model = tiny("nb201")
+    sub = SubSupernet.full(search_space(model))
+    base = scoring_set(sub, data, 2, batch_size=8, seed=0)
+    dead = (0, 0, 3, 1, 1, 1)  # 1<-0 = none, 2<-0 = none, 2<-1 = nor_conv_3x3
+    live = (1, 1, 3, 1, 1, 1)
+    ss = ScoringSet(sub, base.batches, (dead, live), 0, 8)
+    for crit in (LIDCriterion(k=3), GMCriterion()):
+        sc = crit.score_edge(model, ss, "3<-2")
+        assert sc.batches == 1 and sc.skipped == 1 and "input is zero" in sc.notes[0], (crit, sc.notes)
+        alone = crit.score_edge(model, ScoringSet(sub, base.batches[1:], (live,), 0, 8), "3<-2")
+        np.testing.assert_allclose(sc.similarity, alone.similarity)
+    keep = LIDCriterion(k=3, skip_uninformative=False).score_edge(model, ss, "3<-2")
+    off_diagonal = keep.similarity[~np.eye(5, dtype=bool)]
+    assert keep.batches == 2 and off_diagonal.max() > 1e3  # what the skipped batch would have added
+    assert LIDCriterion(k=3).score_edge(model, ss, "3<-2").similarity[~np.eye(5, dtype=bool)].max() < 1e3
+
+
 # ---- formulas ---------------------------------------------------------------------------------------
 
 

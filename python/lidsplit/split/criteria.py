@@ -43,14 +43,18 @@ all edges and all criteria see the same data and the same paths (the authors' co
 shuffled loader per edge). The per-batch similarity matrices are averaged over the batches (NAS-LID
 and GM-NAS average similarities, not measurements).
 
-Uninformative batches. With a sampled path the target edge can be dead (NB201: edge ``1<-0`` when both
-``2<-1`` and ``3<-1`` are ``none``): the n variants then compute the same network, and their
-similarity is maximal (``1/eps = 1e6`` for ``inverse``, cosine 1). Averaged in, such batches add the
-same constant to every pair of that edge only, which biases the edge selection towards edges that are
-often dead. With ``skip_uninformative=True`` (default) a batch in which the n measurements are
-identical (relative tolerance ``1e-6``) is left out of the average and counted in ``skipped``; an
-edge whose batches are all uninformative gets the plain average and ``informative=False`` (the split
-run then prefers informative edges).
+Uninformative batches. With a sampled path the target edge can be dead: its output is never used (NB201:
+edge ``1<-0`` when both ``2<-1`` and ``3<-1`` are ``none``), or its input is zero (NB201: edge ``3<-2``
+when ``2<-0`` is ``none`` and ``2<-1`` reads a zero node). The n variants then compute the same network,
+or networks that differ by rounding only, and the similarity of (some of) their pairs is maximal (``1/eps
+= 1e6`` for ``inverse``, cosine 1). Averaged in, such a batch adds up to ``1e6 / R`` to pairs of that
+edge only, which biases the edge selection towards edges that are often dead and swamps the informative
+batches. With ``skip_uninformative=True`` (default) a batch is left out of the average and counted in
+``skipped`` when the n measurements are identical (relative tolerance ``1e-6``) or when the edge's input
+is zero up to rounding in every cell (at most ``1e-5`` times the largest input of any edge, read by hooks
+on the ``Choice`` modules); an edge whose batches are all uninformative gets the plain average and
+``informative=False`` (the split run then prefers informative edges). ``skip_uninformative=False``
+averages every batch, as the authors' codes.
 
 Model state. Scoring runs in :func:`characterisation_mode`: every module in eval mode except the
 BatchNorms, which use batch statistics (as the authors' codes, whose models stay in train mode) but
@@ -79,6 +83,7 @@ from lidsplit.data.core import TensorLoader, derive_seed
 from lidsplit.split import proxies as _proxies
 from lidsplit.supernet import (
     SubSupernet,
+    choices,
     record_outputs,
     search_space,
     shared_parameters,
@@ -121,6 +126,7 @@ _ALIASES = {
     "fewshot": "exhaustive",
 }
 _REL_TOL = 1e-6
+_DEAD_TOL = 1e-5
 
 
 # ---- model state during scoring ------------------------------------------------------------------
@@ -299,6 +305,39 @@ class EdgeScore:
         return d
 
 
+class _EdgeInputWatch:
+    """Forward pre-hooks on every ``Choice`` module: whether, during the forwards of one batch, every input
+    that edge ``label`` received was zero up to rounding (at most ``_DEAD_TOL`` times the largest input of
+    any edge; a node that sums ``none`` outputs and BatchNorms of zeros holds ~1e-7, not exactly 0)."""
+
+    def __init__(self, model: nn.Module, label: str) -> None:
+        self.label = label
+        self.modules = [m for group in choices(model).values() for m in group]
+        self.amax: dict[bool, list[Tensor]] = {True: [], False: []}
+        self.handles: list[Any] = []
+
+    def _hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if inputs and isinstance(inputs[0], Tensor) and inputs[0].numel():
+            self.amax[module.label == self.label].append(inputs[0].detach().abs().amax().float())
+
+    def __enter__(self) -> _EdgeInputWatch:
+        self.amax = {True: [], False: []}
+        self.handles = [m.register_forward_pre_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def dead(self) -> bool:
+        if not self.amax[True]:
+            return False
+        edge = torch.stack(self.amax[True]).max()
+        every = torch.stack(self.amax[True] + self.amax[False]).max()
+        return bool(edge <= _DEAD_TOL * every) and bool(every > 0)
+
+
 def _identical(values: np.ndarray) -> bool:
     """Whether the n rows of ``values`` are equal within the relative tolerance."""
     v = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
@@ -373,9 +412,14 @@ class Criterion:
         all_meas: list[dict[str, np.ndarray]] = []
         notes: list[str] = []
         ctx = characterisation_mode(model) if model is not None else nullcontext()
+        watch = _EdgeInputWatch(model, space.edges[e].label) if model is not None else None
         with ctx:
             for r, (x, y) in enumerate(scoring.batches):
-                sim, m, ok, note = self._measure(model, scoring, e, ops, r, x, y, timings)
+                with watch if watch is not None else nullcontext():
+                    sim, m, ok, note = self._measure(model, scoring, e, ops, r, x, y, timings)
+                if watch is not None and ok and watch.dead():
+                    ok = False
+                    note = "the edge's input is zero on this path (dead edge)" + ("; " + note if note else "")
                 if note:
                     notes.append(f"batch {r}: {note}")
                 if sim is not None:
