@@ -129,6 +129,8 @@ def test_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = two_level_tree().plot(tmp_path / "tree.png", title="t")
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    assert two_level_tree().plot(tmp_path / "tree.svg").read_text().lstrip().startswith("<?xml")  # format from suffix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.png", "tree.svg"]  # no temporary file left
 
 
 def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lidsplit._io import atomic_write_text
+from lidsplit._io import atomic_write, atomic_write_text
 from lidsplit.supernet import SearchSpace, SubSupernet
 
 __all__ = ["SplitNode", "SplitTree"]
@@ -361,6 +361,7 @@ class SplitTree:
             ax.set_title(title)
         fig.tight_layout()
         path = Path(path)
-        fig.savefig(path, dpi=dpi)
+        fmt = path.suffix.lstrip(".").lower() or "png"
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), binary=True)  # no half-written image
         return path
 
