@@ -49,6 +49,7 @@ from lidsplit.search.driver import FORMAT as HISTORY_FORMAT
 from lidsplit.search.driver import Record, SearchResult
 from lidsplit.search.evaluator import Result
 from lidsplit.search.strategies import rank_key
+from lidsplit.split.criteria import feature_outputs
 from lidsplit.split.criteria import lid_profiles as _lid_profiles
 from lidsplit.split.tree import SplitNode, SplitTree, to_jsonable
 from lidsplit.supernet import SubSupernet, record_outputs, search_space, use_path
@@ -124,14 +125,6 @@ def _leaf_archs(sub: SubSupernet, count: int, seed: int, leaf: int) -> list[tupl
 def _layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> list[str]:
     names = {id(m): n for n, m in model.named_modules()}
     return [names.get(id(m), f"layer{i}") or type(m).__name__ for i, m in enumerate(layers)]
-
-
-def _first_tensor(o: Any) -> Tensor:
-    if isinstance(o, Tensor):
-        return o
-    if isinstance(o, (tuple, list)) and o and isinstance(o[0], Tensor):
-        return o[0]
-    raise TypeError(f"leaf_lid_profiles: a feature layer returned {type(o).__name__}, expected a tensor")
 
 
 def leaf_lid_profiles(
@@ -233,10 +226,7 @@ def leaf_lid_profiles(
                     model.eval()
                     with torch.no_grad(), use_path(model, arch), record_outputs(layers) as rec:
                         model(x)
-                    feats = [_first_tensor(o) for o in rec]
-                if len(feats) != len(layers):
-                    raise RuntimeError(f"leaf_lid_profiles: recorded {len(feats)} outputs for {len(layers)} feature "
-                                       "layers (a feature layer must run exactly once per forward)")
+                    feats = feature_outputs(rec, len(layers), "leaf_lid_profiles")
                 p, nb = _lid_profiles([feats], k, estimator)
                 del feats
                 profs.append(p[0])
@@ -457,12 +447,7 @@ def _wrap_ops(ops: Sequence[str], width: int = 30) -> list[str]:
 def _tree_fig(Figure: Any, tree: SplitTree, picks: Mapping[str, Mapping[str, Any]] | None) -> Any:
     """The split tree, top down; each box: id, the ops kept on the edge its parent split, size; leaves
     filled with their colour in the other plots (and their best validation accuracy when searched)."""
-    # leaves evenly spaced, a parent centred over its children (children have larger ids than parents)
-    xs: dict[int, float] = {leaf: float(k) for k, leaf in enumerate(tree.leaf_ids())}
-    for n in reversed(tree.nodes):
-        if n.children:
-            xs[n.id] = sum(xs[c] for c in n.children) / len(n.children)
-    depth = {n.id: tree.depth(n.id) for n in tree.nodes}
+    xs, depth = tree.layout()
     max_d = max(depth.values())
     labels: dict[int, list[str]] = {}
     for n in tree.nodes:

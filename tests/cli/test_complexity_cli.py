@@ -20,12 +20,7 @@ TINY = 'nb201:{"C": 2, "ops": ["none", "skip_connect", "nor_conv_3x3"]}'
 FAST = ["--samples", "3", "--batch-size", "6", "--data", "synthetic"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_json_and_chart(tmp_path, capsys):

@@ -7,13 +7,9 @@ import torch
 from _complexity_helpers import make_small
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread) -> None:  # type: ignore[no-untyped-def]
+    """Every test here runs on one torch thread."""
 
 
 @pytest.fixture

@@ -25,12 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 K = 5  # LID neighbours: small batches keep the tests fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

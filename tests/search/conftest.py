@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from _search_helpers import make_tree, tiny_supernet
 from torch import nn
 
@@ -11,13 +10,9 @@ from lidsplit.data import DataSplits, synthetic
 from lidsplit.split import SplitTree
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread) -> None:  # type: ignore[no-untyped-def]
+    """Every test here runs on one torch thread."""
 
 
 @pytest.fixture(scope="session")

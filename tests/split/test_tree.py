@@ -125,6 +125,17 @@ def test_render() -> None:
     assert any(f"[{leaf.id}] {leaf.size} archs" in line for line in lines)
 
 
+def test_layout_centres_parents_over_their_children() -> None:
+    tree = two_level_tree()
+    xs, depth = tree.layout()
+    assert [xs[i] for i in tree.leaf_ids()] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    for n in tree.nodes:
+        if n.children:
+            assert xs[n.id] == pytest.approx(np.mean([xs[c] for c in n.children]))
+            assert all(depth[c] == depth[n.id] + 1 for c in n.children)
+    assert depth[0] == 0 and set(xs) == set(depth) == {n.id for n in tree.nodes}
+
+
 def test_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = two_level_tree().plot(tmp_path / "tree.png", title="t")

@@ -346,12 +346,13 @@ class Pipeline:
 
         return {"nb201": to_nb201_string(arch)}
 
-    def search_result(self) -> Any:
+    def search_result(self, evaluator: Any) -> Any:
+        """The finished search's result, read back from its history (checked against ``evaluator``)."""
         from lidsplit.search import AskTell
 
         self._require("evaluate", "search")
         at = AskTell(self._strategy(), history=self.path("search") / "history.json", tree=self.tree,
-                     evaluator_config=self.evaluator().config())
+                     evaluator_config=evaluator.config())
         return at.result()
 
     def evaluate(self) -> dict[str, Any]:
@@ -361,10 +362,11 @@ class Pipeline:
 
         if self.path("final").exists():
             return json.loads(self.path("final").read_text())
-        result = self.search_result()
+        self._require("evaluate", "search")
+        ev = self.evaluator()
+        result = self.search_result(ev)
         self._start("evaluate")
         e = self.config["evaluate"]
-        ev = self.evaluator()
         work = self.path("evaluate")
         chosen = work / "selection.json"
         if chosen.exists():

@@ -110,6 +110,7 @@ __all__ = [
     "characterisation_mode",
     "lid_similarity",
     "lid_profiles",
+    "feature_outputs",
 ]
 
 SIMILARITIES = ("inverse", "inverse_plus_one", "cosine", "pearson")
@@ -550,6 +551,22 @@ def lid_profiles(features: Sequence[Sequence[Tensor]], k: int = 20, estimator: s
     return out, bad
 
 
+def feature_outputs(rec: Sequence[Any], num_layers: int, who: str) -> list[Tensor]:
+    """The tensors ``record_outputs`` caught for ``num_layers`` feature layers in one forward (a layer
+    returning a tuple gives its first element); ``who`` prefixes the errors."""
+    outs = []
+    for o in rec:
+        if isinstance(o, (tuple, list)) and o:
+            o = o[0]
+        if not isinstance(o, Tensor):
+            raise TypeError(f"{who}: a feature layer returned {type(o).__name__}, expected a tensor")
+        outs.append(o)
+    if len(outs) != num_layers:
+        raise RuntimeError(f"{who}: recorded {len(outs)} outputs for {num_layers} feature layers (a feature layer "
+                           "must run exactly once per forward)")
+    return outs
+
+
 def lid_similarity(profiles: np.ndarray | Tensor, kind: str = "inverse", eps: float = 1e-6) -> np.ndarray:
     """``(n, n)`` similarity of n LID profiles ``(n, L)`` (module docstring for the kinds). ``cosine`` and
     ``pearson`` of a zero / constant profile with another are 0 (1 on the diagonal)."""
@@ -624,21 +641,6 @@ class LIDCriterion(Criterion):
             raise ValueError("lid: no feature layers to characterise")
         return mods
 
-    @staticmethod
-    def _tensor(o: Any) -> Tensor:
-        if isinstance(o, Tensor):
-            return o
-        if isinstance(o, (tuple, list)) and o and isinstance(o[0], Tensor):
-            return o[0]
-        raise TypeError(f"lid: a feature layer returned {type(o).__name__}, expected a tensor")
-
-    def _record(self, layers: Sequence[nn.Module], rec: list) -> list[Tensor]:
-        outs = [self._tensor(o) for o in rec]
-        if len(outs) != len(layers):
-            raise RuntimeError(f"lid: recorded {len(outs)} outputs for {len(layers)} feature layers (a feature "
-                               "layer must run exactly once per forward)")
-        return outs
-
     def features(self, model: nn.Module, subs: Sequence[SubSupernet], x: Tensor) -> Iterator[list[list[Tensor]]]:
         """The feature-layer outputs of the variant sub-supernets on ``x`` (no grad), as chunks of lists of
         L tensors: one chunk of n (grouped or ``batched``) or n chunks of one (one variant at a time)."""
@@ -647,14 +649,14 @@ class LIDCriterion(Criterion):
         if self.grouped:
             with torch.no_grad(), use_grouped(model, subs), record_outputs(layers) as rec:
                 model(x.repeat(n, *([1] * (x.dim() - 1))))
-            outs = self._record(layers, rec)
+            outs = feature_outputs(rec, len(layers), "lid")
             yield [[o[g * b:(g + 1) * b] for o in outs] for g in range(n)]
             return
         feats = []
         for s in subs:
             with torch.no_grad(), _mode(model, s, self.others, self.arch_weights), record_outputs(layers) as rec:
                 model(x)
-            feats.append(self._record(layers, rec))
+            feats.append(feature_outputs(rec, len(layers), "lid"))
             if not self.batched:
                 yield feats
                 feats = []

@@ -146,6 +146,15 @@ class SplitTree:
     def depth(self, node_id: int) -> int:
         return len(self.path(node_id)) - 1
 
+    def layout(self) -> tuple[dict[int, float], dict[int, int]]:
+        """Drawing positions: node id -> x (leaves at 0, 1, ... left to right, a parent centred over its
+        children) and node id -> depth (the root 0)."""
+        xs: dict[int, float] = {leaf: float(k) for k, leaf in enumerate(self.leaf_ids())}
+        for i in reversed(self._dfs()):
+            if self.nodes[i].children:
+                xs[i] = sum(xs[c] for c in self.nodes[i].children) / len(self.nodes[i].children)
+        return xs, {n.id: self.depth(n.id) for n in self.nodes}
+
     def _dfs(self) -> list[int]:
         order, stack = [], [0]
         while stack:
@@ -328,14 +337,7 @@ class SplitTree:
                 "SplitTree.plot needs matplotlib: pip install 'lidsplit[plot]' (or pip install matplotlib); "
                 "str(tree) gives a text rendering without it"
             ) from e
-        # layout: leaves evenly spaced, a parent centred over its children, depth downwards
-        xs: dict[int, float] = {}
-        for k, leaf in enumerate(self.leaves()):
-            xs[leaf.id] = float(k)
-        for i in reversed(self._dfs()):
-            if self.nodes[i].children:
-                xs[i] = sum(xs[c] for c in self.nodes[i].children) / len(self.nodes[i].children)
-        depth = {i: self.depth(i) for i in range(len(self.nodes))}
+        xs, depth = self.layout()
         max_d = max(depth.values())
         nleaves = len(self.leaves())
         fig = Figure(figsize=(max(4.0, 2.2 * nleaves), max(2.5, 1.6 * (max_d + 1))))
