@@ -85,22 +85,26 @@ from lidsplit.search.ranking import kendall_tau, rank_correlations
 from lidsplit.spaces import NB201_EDGES, NB201_OPS, NB201_SPACE, from_nb201_string, nb201, to_nb201_string
 from lidsplit.split import SplitTree
 from lidsplit.split.run import load_leaf
+from lidsplit.split.schedule import PRESETS, preset
 from lidsplit.supernet import SubSupernet
 from lidsplit.train import TrainConfig, train_subsupernet
 
 METHODS: tuple[str, ...] = ("one-shot", "lid", "gm", "exhaustive", "random")
 #: tree shape per split method: (criterion, policy for run_split, leaves, intermediate nodes)
-SHAPES: dict[str, tuple[str, int, int, int]] = {
-    "lid": ("lid", 2, 4, 2),
-    "gm": ("gm", 2, 4, 2),
-    "random": ("random", 2, 4, 2),
-    "exhaustive": ("exhaustive", 1, 5, 0),  # one level; exhaustive ignores the factor: one leaf per op
+SHAPES: dict[str, tuple[str, int, tuple[int, ...]]] = {
+    "lid": ("lid", 2, (1, 2, 4)),
+    "gm": ("gm", 2, (1, 2, 4)),
+    "random": ("random", 2, (1, 2, 4)),
+    "exhaustive": ("exhaustive", 1, (1, 5)),  # one level; exhaustive ignores the factor: one leaf per op
 }
 TOPS = (0.2, 0.1)
 PREDICT_FOLDS = (0, 1)
 TRUTH_FOLDS = (2, 3, 4)
-RUNS_JSONL = Path(__file__).resolve().parent / "ground_truth" / "runs" / "nb201_digits" / "runs.jsonl"
+GROUND_TRUTH_RUNS = Path(__file__).resolve().parent / "ground_truth" / "runs"
+RUNS_JSONL = GROUND_TRUTH_RUNS / "nb201_digits" / "runs.jsonl"
 FORMAT = "lidsplit.bench_ranking"
+#: the one-shot controls of a split protocol (module docstring)
+CONTROLS: tuple[str, ...] = ("one-shot-path", "one-shot-total")
 
 
 class BenchError(RuntimeError):
@@ -146,10 +150,12 @@ def is_degenerate(arch: Sequence[int]) -> bool:
 
 
 def digits_task(*, quick: bool = False, archs: int | None = None, sample_seed: int = 0,
-                runs_jsonl: Path = RUNS_JSONL) -> Task:
-    """The shipped ``nb201_digits`` table (module docstring: prediction folds 0-1, truths 'disjoint' on
-    folds 2-4 from the raw runs, and 'table' on all test images)."""
-    table = ground_truth("nb201_digits")
+                runs_jsonl: Path | None = None, name: str = "nb201_digits") -> Task:
+    """A shipped digits-derived table, ``nb201_digits`` by default (module docstring: prediction folds
+    0-1, truths 'disjoint' on folds 2-4 from the raw runs ``ground_truth/runs/<name>/runs.jsonl``, and
+    'table' on all test images)."""
+    table = ground_truth(name)
+    runs_jsonl = GROUND_TRUTH_RUNS / name / "runs.jsonl" if runs_jsonl is None else runs_jsonl
     if tuple(table.edges) != NB201_EDGES or tuple(table.ops) != NB201_OPS:
         raise BenchError(f"table {table.name!r}: edges/ops {table.edges}/{table.ops} differ from lidsplit's NB201")
     data = table.dataset()
@@ -190,8 +196,9 @@ def digits_task(*, quick: bool = False, archs: int | None = None, sample_seed: i
     info = {"predict": f"test folds {list(PREDICT_FOLDS)} of {k} (by source digit)",
             "truth_disjoint": f"standalone test accuracy on folds {list(TRUTH_FOLDS)}, mean of seeds {list(table.meta['seeds'])}",
             "truth_table": "table test_acc (all test images, mean of seeds)", "table_tau": table.tau, "quick": quick}
-    return Task("nb201_digits", data, predict, arch_t, truths,
-                {"C": int(table.protocol["C"]), "N": 1, "in_channels": 1, "num_classes": 10}, info)
+    return Task(name, data, predict, arch_t, truths,
+                {"C": int(table.protocol["C"]), "N": 1, "in_channels": int(data.train.x.shape[1]),
+                 "num_classes": 10}, info)
 
 
 def nb201_task(path: str | os.PathLike[str], *, cifar: str | None = None, archs: int | None = 1000,
@@ -231,22 +238,26 @@ def resolve_nb201(arg: str | None) -> str | None:
 # ---- budget ---------------------------------------------------------------------------------------
 
 
-def schedule(method: str, budget: int) -> dict[str, Any]:
-    """Epochs per trained node for ``method`` under a total of ``budget`` supernet-epochs (module
-    docstring). Returns ``{"root": W, "level1": w1, "leaf": f, "leaves": n_L, "intermediate": n_1,
-    "total": budget}`` (one-shot: root = budget, no leaves)."""
-    if method == "one-shot":
-        return {"root": budget, "level1": 0, "leaf": 0, "leaves": 1, "intermediate": 0, "total": budget}
+def schedule(method: str, cfg: "Config") -> dict[str, Any]:
+    """What ``method`` trains under ``cfg`` (module docstring). One-shot methods: ``{"one_shot_epochs": N,
+    "leaves": 1, "total": N}``; split methods: the resolved ``SplitSchedule.to_json()`` plus ``leaves`` and
+    ``total`` (supernet-epochs over every trained node)."""
+    if method in ("one-shot",) + CONTROLS:
+        n = cfg.budget if method == "one-shot" else _control_epochs(method, cfg)
+        return {"one_shot_epochs": n, "leaves": 1, "total": n}
     if method not in SHAPES:
-        raise BenchError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    _, _, n_leaves, n_mid = SHAPES[method]
-    f = max(1, budget // 2 // n_leaves)
-    w1 = max(1, (budget - n_leaves * f) // 4 // n_mid) if n_mid else 0
-    root = budget - n_leaves * f - n_mid * w1
-    if root < 1:
-        raise BenchError(f"--epochs {budget} is too small for {method}: its {n_leaves} leaves and {n_mid} "
-                         f"intermediate nodes need {n_leaves * f + n_mid * w1} epochs and the root at least 1")
-    return {"root": root, "level1": w1, "leaf": f, "leaves": n_leaves, "intermediate": n_mid, "total": budget}
+        raise BenchError(f"unknown method {method!r}; expected one of {list(METHODS + CONTROLS)}")
+    try:
+        sched = preset(cfg.preset, cfg.budget, SHAPES[method][2])
+    except ValueError as e:
+        raise BenchError(f"{method}: {e}") from e
+    return {**sched.to_json(), **dict(cfg.split_kw), "leaves": sched.shape[-1], "total": sched.total_epochs}
+
+
+def _control_epochs(method: str, cfg: "Config") -> int:
+    """One-shot epochs of a control: the default split shape's epochs per path, or its total epochs."""
+    sched = preset(cfg.preset, cfg.budget, SHAPES["lid"][2])
+    return sched.epochs_per_path if method == "one-shot-path" else sched.total_epochs
 
 
 # ---- one (method, seed) ---------------------------------------------------------------------------
@@ -254,15 +265,36 @@ def schedule(method: str, budget: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Config:
+    """budget: the base epochs E of the preset (``equal-budget``: the total supernet-epochs of every
+    method). ``split_kw``: extra ``run_split`` keyword arguments (ablations; ``criterion_options`` goes
+    to the criterion), ``label`` names such a variant in file names."""
+
     budget: int
     batch_size: int = 64
     batches: int = 8
     lr: float = 0.025
     calib_batches: int = 10
+    preset: str = "equal-budget"
+    split_kw: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def base_json(self) -> dict[str, Any]:
+        """The settings every method shares (the one-shot runs' identity)."""
         return {"budget_epochs": self.budget, "batch_size": self.batch_size, "score_batches": self.batches,
                 "lr": self.lr, "calib_batches": self.calib_batches}
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.base_json()
+        if self.preset != "equal-budget":  # the first version's results keep their identity
+            d["preset"] = self.preset
+        if self.split_kw:
+            d["split_kw"] = dict(self.split_kw)
+        return d
+
+    def tag(self) -> str:
+        """File-name suffix of a split method's results under this protocol."""
+        parts = [p for p in (("" if self.preset == "equal-budget" else self.preset), self.label) if p]
+        return "".join(f"-{p}" for p in parts)
 
 
 def build_model(task: Task, seed: int) -> nn.Module:
@@ -272,31 +304,39 @@ def build_model(task: Task, seed: int) -> nn.Module:
         return nb201(**task.model_kw)
 
 
+def train_one_shot(epochs: int, seed: int, task: Task, cfg: Config, run_dir: Path, *, progress: bool
+                   ) -> tuple[SplitTree, Callable[[int], nn.Module], dict[str, Any]]:
+    """The full supernet trained ``epochs`` epochs by uniform single-path sampling (one cosine)."""
+    model = build_model(task, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    final = run_dir / "final.pt"
+    if not final.exists():
+        # the data order of run_split's root warm-up (same loader seed)
+        loaders = task.data.loaders(cfg.batch_size, seed=derive_seed("lidsplit.split.train", seed))
+        tc = TrainConfig(epochs=epochs, lr=cfg.lr, seed=derive_seed("bench_ranking.one-shot", seed) % 2**31)
+        train_subsupernet(model, SubSupernet.full(NB201_SPACE), loaders, config=tc,
+                          checkpoint=run_dir / "train.pt", progress=progress)
+        atomic_torch_save(model.state_dict(), final)
+    model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+    timings = {"train": time.perf_counter() - t0, "score": 0.0}
+    return SplitTree(NB201_SPACE), (lambda leaf: model), {"timings": timings}
+
+
 def train_method(method: str, seed: int, task: Task, cfg: Config, run_dir: Path, *, progress: bool
                  ) -> tuple[SplitTree, Callable[[int], nn.Module], dict[str, Any]]:
     """Train ``method``'s supernet(s) for ``seed``; returns the tree, a leaf -> model loader and timings."""
+    sched = schedule(method, cfg)
+    if "one_shot_epochs" in sched:
+        tree, load, info = train_one_shot(sched["one_shot_epochs"], seed, task, cfg, run_dir, progress=progress)
+        return tree, load, {"schedule": sched, **info}
     model = build_model(task, seed)
-    sched = schedule(method, cfg.budget)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if method == "one-shot":
-        final = run_dir / "final.pt"
-        if not final.exists():
-            # the data order of run_split's root warm-up (same loader seed)
-            loaders = task.data.loaders(cfg.batch_size, seed=derive_seed("lidsplit.split.train", seed))
-            tc = TrainConfig(epochs=cfg.budget, lr=cfg.lr, seed=derive_seed("bench_ranking.one-shot", seed) % 2**31)
-            train_subsupernet(model, SubSupernet.full(NB201_SPACE), loaders, config=tc,
-                              checkpoint=run_dir / "train.pt", progress=progress)
-            atomic_torch_save(model.state_dict(), final)
-        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        tree = SplitTree(NB201_SPACE)
-        timings = {"train": time.perf_counter() - t0, "score": 0.0}
-        return tree, (lambda leaf: model), {"schedule": sched, "timings": timings}
-    crit, policy, _, _ = SHAPES[method]
-    warm = [sched["root"], sched["level1"]] if sched["intermediate"] else [sched["root"]]
-    tree = lidsplit.run_split(model, task.data, crit, policy, warmup_epochs=warm, finetune_epochs=sched["leaf"],
-                              restart=False, train={"lr": cfg.lr}, batch_size=cfg.batch_size, batches=cfg.batches,
-                              seed=seed, run_dir=run_dir, progress=progress)
+    crit, policy, _ = SHAPES[method]
+    kw = {**preset(cfg.preset, cfg.budget, SHAPES[method][2]).run_kwargs(), **dict(cfg.split_kw)}
+    tree = lidsplit.run_split(model, task.data, crit, policy, train={"lr": cfg.lr}, batch_size=cfg.batch_size,
+                              batches=cfg.batches, seed=seed, run_dir=run_dir, progress=progress, **kw)
     state = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     tm = state.get("timings", {})
     score = sum(float(v.get("score", 0.0)) for v in tm.values())
@@ -339,10 +379,12 @@ def _bar(it: Sequence[Any], enabled: bool, **kw: Any) -> Any:
     return it
 
 
-def run_one(method: str, seed: int, task: Task, cfg: Config, work: Path, *, progress: bool) -> dict[str, Any]:
-    """Train, predict and correlate one (method, seed); returns its JSON record."""
+def run_one(method: str, seed: int, task: Task, cfg: Config, work: Path, row: str, *, progress: bool
+            ) -> dict[str, Any]:
+    """Train, predict and correlate one (method, seed); returns its JSON record. Run directory:
+    ``work / row / seed<s>``."""
     t0 = time.perf_counter()
-    tree, load, info = train_method(method, seed, task, cfg, work / method / f"seed{seed}", progress=progress)
+    tree, load, info = train_method(method, seed, task, cfg, work / row / f"seed{seed}", progress=progress)
     t1 = time.perf_counter()
     preds = predict(tree, load, task, seed, cfg, progress=progress)
     t2 = time.perf_counter()
@@ -352,7 +394,7 @@ def run_one(method: str, seed: int, task: Task, cfg: Config, work: Path, *, prog
     corr_loss = {name: rank_correlations(neg_loss, truth, tops=TOPS) for name, truth in task.truths.items()}
     steps_per_epoch = len(TensorLoader(task.data.train, cfg.batch_size))
     return {
-        "format": FORMAT, "method": method, "seed": seed,
+        "format": FORMAT, "method": method, "row": row, "seed": seed,
         "budget": {**info["schedule"], "steps_per_epoch": steps_per_epoch,
                    "optimizer_steps": info["schedule"]["total"] * steps_per_epoch},
         "timings": {**info["timings"], "train_total_wall": t1 - t0, "predict": t2 - t1, "total": t2 - t0},
@@ -369,10 +411,6 @@ def run_one(method: str, seed: int, task: Task, cfg: Config, work: Path, *, prog
 
 def config_key(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def result_path(results: Path, method: str, seed: int) -> Path:
-    return results / f"{method}-seed{seed}.json"
 
 
 def load_result(path: Path, identity: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -418,15 +456,16 @@ def _stat(vals: list[float]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarize(records: list[dict[str, Any]], methods: Sequence[str],
-              truths: Mapping[str, Mapping[tuple[int, ...], float]]) -> dict[str, Any]:
-    """Mean and sample std (ddof=1) over seeds, per method and truth, of every correlation and timing, and
-    the within-leaf tau (:func:`within_leaf_tau`). NaN correlations (a constant prediction) are left out
-    of the mean; ``nan_seeds`` counts them."""
+def summarize(records: list[dict[str, Any]], rows: Sequence[str],
+              truths: Mapping[str, Mapping[tuple[int, ...], float]], reference: str = "one-shot") -> dict[str, Any]:
+    """Mean and sample std (ddof=1) over seeds, per row (a method under a protocol, :func:`plan`) and
+    truth, of every correlation and timing, and the within-leaf tau (:func:`within_leaf_tau`; the one-shot
+    reference inside the same leaves comes from row ``reference``). NaN correlations (a constant
+    prediction) are left out of the mean; ``nan_seeds`` counts them."""
     out: dict[str, Any] = {}
-    oneshot = {r["seed"]: r for r in records if r["method"] == "one-shot"}
-    for m in methods:
-        rs = [r for r in records if r["method"] == m]
+    oneshot = {r["seed"]: r for r in records if r.get("row", r["method"]) == reference}
+    for m in rows:
+        rs = [r for r in records if r.get("row", r["method"]) == m]
         if not rs:
             continue
         entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in rs), "budget": rs[0]["budget"]}
@@ -444,7 +483,7 @@ def summarize(records: list[dict[str, Any]], methods: Sequence[str],
         entry["within_leaf_kendall"] = {t: dict(zip(("mean", "std"), _stat([within_leaf_tau(r, truths[t])
                                                                             for r in rs]))) for t in truths}
         shared = [(r, oneshot[r["seed"]]) for r in rs if r["seed"] in oneshot]
-        if m != "one-shot" and shared:
+        if not m.startswith("one-shot") and shared:
             entry["within_leaf_kendall_one_shot"] = {
                 t: dict(zip(("mean", "std"), _stat([within_leaf_tau(r, truths[t], o) for r, o in shared])))
                 for t in truths}
@@ -485,9 +524,18 @@ def render(summary: Mapping[str, Any], truth: str, kind: str = "correlations") -
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + CONTROLS,
+                   help="one-shot-path / one-shot-total: the one-shot controls of the protocol")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=20, help="training budget: total supernet-epochs per method")
+    p.add_argument("--epochs", type=int, default=20, help="base epochs E of the preset (equal-budget: the "
+                   "total supernet-epochs of every method)")
+    p.add_argument("--preset", default="equal-budget", choices=sorted(PRESETS),
+                   help="split protocol (lidsplit.split.schedule)")
+    p.add_argument("--split-kw", type=json.loads, default={}, help="JSON object of run_split overrides for an "
+                   "ablation (e.g. '{\"lr_schedule\": \"restart\"}'); needs --label")
+    p.add_argument("--label", default="", help="name of the --split-kw variant in result file names")
+    p.add_argument("--calib-batches", type=int, default=10, help="BatchNorm recalibration batches per arch")
+    p.add_argument("--truth", default="nb201_digits", help="shipped ground-truth table to rank against")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--batches", type=int, default=8, help="scoring batches R per split node (lid, gm)")
     p.add_argument("--lr", type=float, default=0.025)
@@ -509,6 +557,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.archs = 12 if args.archs is None else args.archs
     if args.epochs < 1 or args.batch_size < 1 or args.batches < 1 or args.threads < 1:
         p.error("--epochs, --batch-size, --batches and --threads must be >= 1")
+    if not isinstance(args.split_kw, dict) or (args.split_kw and not args.label):
+        p.error("--split-kw must be a JSON object and needs --label")
+    if args.label and not args.label.replace("_", "").replace(".", "").isalnum():
+        p.error("--label: letters, digits, '_' and '.' only")
     if args.archs is not None and args.archs < 10:
         p.error("--archs must be >= 10 (the top-10% subset needs 2 architectures)")
     return args
@@ -518,46 +570,65 @@ def build_task(args: argparse.Namespace) -> Task:
     nb = resolve_nb201(args.nb201)
     if nb is not None:
         return nb201_task(nb, cifar=args.cifar, archs=1000 if args.archs is None else args.archs)
-    return digits_task(quick=args.quick, archs=args.archs)
+    try:
+        return digits_task(quick=args.quick, archs=args.archs, name=args.truth)
+    except (ValueError, FileNotFoundError) as e:
+        raise BenchError(f"--truth: {e}") from e
+
+
+def plan(method: str, seed: int, task: Task, cfg: Config) -> tuple[str, dict[str, Any]]:
+    """The row name and identity of one (method, seed) record. One-shot runs are shared by every protocol
+    of one base configuration (``one-shot``: ``budget`` epochs, ``one-shot-e<N>``: N epochs); a split
+    method's row carries the protocol's tag (:meth:`Config.tag`)."""
+    base = {"task": task.describe(), **cfg.base_json()}
+    if method == "one-shot" or method in CONTROLS:
+        n = schedule(method, cfg)["one_shot_epochs"]
+        return ("one-shot", base) if n == cfg.budget else (f"one-shot-e{n}", {**base, "one_shot_epochs": n})
+    return method + cfg.tag(), {"task": task.describe(), **cfg.to_json()}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every missing (method, seed), then summarise all of them; returns the summary."""
+    cfg = Config(budget=args.epochs, batch_size=args.batch_size, batches=args.batches, lr=args.lr,
+                 calib_batches=args.calib_batches, preset=args.preset,
+                 split_kw=tuple(sorted(args.split_kw.items())), label=args.label)
     for m in args.methods:
-        schedule(m, args.epochs)  # refuses a budget too small before anything runs
+        schedule(m, cfg)  # refuses a budget too small before anything runs
     task = build_task(args)
-    cfg = Config(budget=args.epochs, batch_size=args.batch_size, batches=args.batches, lr=args.lr)
-    identity = {"task": task.describe(), **cfg.to_json()}
-    key = config_key(identity)
     work = Path(args.work_dir) if args.work_dir else Path(os.environ.get("TMPDIR", "/tmp")) / "lidsplit-bench-ranking"
-    work_cfg = work / key
-    results = Path(args.results_dir) if args.results_dir else work / "results" / key
+    head_identity = {"task": task.describe(), **cfg.to_json()}
+    results = Path(args.results_dir) if args.results_dir else work / "results" / config_key(head_identity)
     results.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
     print(f"task {task.name}: {len(task.archs)} archs, {len(task.data.train)} train / {len(task.predict)} "
-          f"prediction images; budget {cfg.budget} supernet-epochs; config {key}; results in {results}", flush=True)
-    records = []
+          f"prediction images; preset {cfg.preset}, base epochs {cfg.budget}; results in {results}", flush=True)
+    records, rows = [], []
     for seed in args.seeds:
         for m in args.methods:
-            path = result_path(results, m, seed)
+            row, identity = plan(m, seed, task, cfg)
+            rows += [] if row in rows else [row]
+            path = results / f"{row}-seed{seed}.json"
             rec = load_result(path, identity)
             if rec is None:
-                print(f"[{m} seed {seed}] schedule {schedule(m, cfg.budget)}", flush=True)
-                rec = run_one(m, seed, task, cfg, work_cfg, progress=progress)
+                print(f"[{row} seed {seed}] schedule {schedule(m, cfg)}", flush=True)
+                rec = run_one(m, seed, task, cfg, work / config_key(identity), row, progress=progress)
                 rec["config"] = identity
                 atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
                 head = next(iter(task.truths))
                 c = rec["correlations"][head]
-                print(f"[{m} seed {seed}] {head}: tau {c['all']['kendall']:.3f} rho {c['all']['spearman']:.3f} "
+                print(f"[{row} seed {seed}] {head}: tau {c['all']['kendall']:.3f} rho {c['all']['spearman']:.3f} "
                       f"tau top20% {c['top20%']['kendall']:.3f} top10% {c['top10%']['kendall']:.3f}; "
                       f"train {rec['timings']['train']:.0f}s score {rec['timings']['score']:.0f}s "
                       f"predict {rec['timings']['predict']:.0f}s", flush=True)
             else:
-                print(f"[{m} seed {seed}] done earlier ({path.name})", flush=True)
+                print(f"[{row} seed {seed}] done earlier ({path.name})", flush=True)
+            rec["row"] = row
             records.append(rec)
-    summary = {"format": FORMAT + ".summary", "config": identity, "config_key": key,
-               "methods": summarize(records, args.methods, task.truths)}
-    atomic_write_text(results / "summary.json", json.dumps(summary, indent=1) + "\n")
+    reference = plan("one-shot-path", 0, task, cfg)[0] if "one-shot-path" in args.methods else "one-shot"
+    summary = {"format": FORMAT + ".summary", "config": head_identity, "rows": rows,
+               "methods": summarize(records, rows, task.truths, reference)}
+    name = "summary.json" if not cfg.tag() else f"summary{cfg.tag()}.json"
+    atomic_write_text(results / name, json.dumps(summary, indent=1) + "\n")
     for t in task.truths:
         print(f"\n{t} truth ({task.info.get('truth_' + t, '')}); mean ± std over seeds {sorted(set(args.seeds))}:")
         print(render(summary["methods"], t))

@@ -182,14 +182,31 @@ def bench():  # type: ignore[no-untyped-def]
 
 def test_bench_schedule_spends_the_budget_exactly(bench) -> None:  # type: ignore[no-untyped-def]
     for budget in range(8, 41):
+        cfg = bench.Config(budget=budget)
         for m in bench.METHODS:
-            s = bench.schedule(m, budget)
-            spent = s["root"] + s["intermediate"] * s["level1"] + (s["leaves"] * s["leaf"] if m != "one-shot" else 0)
-            assert spent == budget and s["root"] >= 1, (m, budget, s)
-    assert bench.schedule("lid", 20) == {"root": 10, "level1": 1, "leaf": 2, "leaves": 4, "intermediate": 2, "total": 20}
-    assert bench.schedule("exhaustive", 20)["root"] == 10 and bench.schedule("exhaustive", 20)["leaf"] == 2
+            s = bench.schedule(m, cfg)
+            assert s["total"] == budget, (m, budget, s)
+            if m != "one-shot":
+                assert s["warmup_epochs"][0] >= 1 and s["total_epochs"] == budget
+    s = bench.schedule("lid", bench.Config(budget=20))
+    assert (s["warmup_epochs"], s["finetune_epochs"], s["leaves"], s["total"]) == ([10, 1], 2, 4, 20)
+    assert bench.schedule("exhaustive", bench.Config(budget=20))["warmup_epochs"] == [10]
     with pytest.raises(bench.BenchError, match="too small"):
-        bench.schedule("exhaustive", 5)
+        bench.schedule("exhaustive", bench.Config(budget=5))
+
+
+def test_bench_controls_of_a_protocol(bench) -> None:  # type: ignore[no-untyped-def]
+    """One-shot with the same epochs per path and with the same total epochs as the split protocol."""
+    cfg = bench.Config(budget=20, preset="split-finetune")
+    assert bench.schedule("one-shot-path", cfg)["one_shot_epochs"] == 20
+    assert bench.schedule("one-shot-total", cfg)["one_shot_epochs"] == 15 + 4 * 5
+    assert bench.schedule("lid", cfg)["lr_schedule"] == "continued" and cfg.tag() == "-split-finetune"
+    # equal-budget keeps the first version's identity, so its results are reused
+    assert bench.Config(budget=20).to_json() == bench.Config(budget=20).base_json()
+    ablation = bench.Config(budget=20, split_kw=(("lr_schedule", "continued"),), label="cont")
+    assert ablation.tag() == "-cont" and bench.schedule("lid", ablation)["lr_schedule"] == "continued"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--split-kw", '{"restart": true}'])  # a variant needs a --label
 
 
 def test_bench_degenerate_matches_table(bench) -> None:  # type: ignore[no-untyped-def]

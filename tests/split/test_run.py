@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -177,3 +178,46 @@ def test_restart_and_finetune(data):
     ref = model()
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in m.state_dict().items())
     assert search_space(m) == t.space
+
+
+def test_continued_schedule_with_carried_optimizer_resumes_exactly(data, tmp_path):
+    """lr_schedule="continued": every path follows one cosine (the leaves end at lr_min); the optimiser
+    state is carried to the children; an interrupted run resumes to the same leaves."""
+    kw = dict(BASE, warmup_epochs=[1, 1], finetune_epochs=1, lr_schedule="continued", carry_optimizer=True,
+              train={"lr": 0.1, "lr_min": 0.01})
+    ref = split(model(), data, "random", 2, seed=0, **kw)
+    root_lr = ref.root.info["warmup"]["history"][-1]["lr"]
+    mid_lr = ref.nodes[ref.root.children[0]].info["warmup"]["history"][-1]["lr"]
+    # 3 epochs on every path: the root's last step sits at 1/3 of the cosine, level 1's at 2/3 (history
+    # records the learning rate of an epoch's last step)
+    steps = len(data.train) // 64 + (len(data.train) % 64 > 0)
+    cos = [0.01 + 0.045 * (1 + math.cos(math.pi * (e * steps - 1) / (3 * steps))) for e in (1, 2)]
+    assert root_lr == pytest.approx(cos[0]) and mid_lr == pytest.approx(cos[1])
+    last = 0.01 + 0.045 * (1 + math.cos(math.pi * (3 * steps - 1) / (3 * steps)))
+    assert all(leaf.info["finetune"]["history"][-1]["lr"] == pytest.approx(last) for leaf in ref.leaves())
+
+    restarted = split(model(), data, "random", 2, seed=0, **{**kw, "lr_schedule": "restart"})
+    own = 0.01 + 0.045 * (1 + math.cos(math.pi * (steps - 1) / steps))  # the end of the root's own cosine
+    assert restarted.root.info["warmup"]["history"][-1]["lr"] == pytest.approx(own)
+
+    def stop_after_first_split(ev: SplitEvent) -> None:
+        if ev.kind == "split":
+            raise Stop
+
+    with pytest.raises(Stop):
+        split(model(), data, "random", 2, seed=0, run_dir=tmp_path, callback=stop_after_first_split, **kw)
+    assert (tmp_path / "nodes" / "0" / "optim.pt").exists()
+    resumed = split(model(), data, "random", 2, seed=0, run_dir=tmp_path, **kw)
+    m = model(1)
+    for leaf in resumed.leaves():
+        load_leaf(m, resumed, leaf.id)
+        assert all(torch.equal(ref.states[leaf.id][k], v) for k, v in m.state_dict().items())
+    with pytest.raises(SplitRunError, match="lr_schedule"):
+        split(model(), data, "random", 2, seed=0, run_dir=tmp_path, **{**kw, "lr_schedule": "restart"})
+
+
+def test_schedule_arguments_are_checked(data):
+    with pytest.raises(ValueError, match="lr_schedule"):
+        split(model(), data, "random", 2, lr_schedule="cosine", **BASE)
+    with pytest.raises(TypeError, match="carry_optimizer"):
+        split(model(), data, "random", 2, carry_optimizer="yes", **BASE)

@@ -25,9 +25,20 @@
    ``restart=True`` (GM-NAS), from fresh weights (``reinitialize``, one seed for every leaf), and is
    fine-tuned for ``finetune_epochs`` epochs.
 
-Training hyper-parameters: ``train`` (a ``TrainConfig`` or a dict of its fields; ``epochs`` and
-``seed`` are set per stage: seed derived from the run seed and the node). Children do not inherit the
-parent's optimiser state (a fresh optimiser and cosine schedule per stage; GM-NAS carries them over).
+Training hyper-parameters: ``train`` (a ``TrainConfig`` or a dict of its fields; ``epochs``, ``seed``
+and the schedule segment are set per stage: seed derived from the run seed and the node). The learning
+rate across stages (``lr_schedule``):
+
+- ``"restart"``: every stage (each warm-up, each fine-tune) has its own cosine from ``lr`` to ``lr_min``.
+- ``"continued"``: every path from the root to a leaf follows ONE cosine over the epochs trained on it
+  (``sum(warmup_epochs[:D]) + finetune_epochs`` for the planned depth ``D``); a node's warm-up at level
+  ``l`` takes the segment after its ancestors' epochs, and a leaf's fine-tune the last segment (it ends
+  at ``lr_min``). This is what GM-NAS's code does, and what a one-shot supernet trained for the same
+  epochs per path sees. A leaf that stops splitting early (capacity) finishes on its own shorter cosine.
+
+``carry_optimizer=True`` hands a node's optimiser state (momentum) to its children (GM-NAS's code);
+``False`` gives every stage a fresh optimiser. A restarted leaf (``restart=True``) always starts a fresh
+optimiser and its own cosine. Named protocols of the papers: :mod:`lidsplit.split.schedule`.
 
 Run directory (``run_dir``; optional but needed to resume)::
 
@@ -36,6 +47,7 @@ Run directory (``run_dir``; optional but needed to resume)::
     init.pt                  the model's initial weights
     nodes/<id>/warmup.pt     train_subsupernet checkpoint of the node's warm-up (resumable mid-epoch)
     nodes/<id>/trained.pt    the node's weights after its warm-up (its children start from them)
+    nodes/<id>/optim.pt      its optimiser state after the warm-up (``carry_optimizer=True`` only)
     nodes/<id>/finetune.pt   train_subsupernet checkpoint of a leaf's fine-tuning
     nodes/<id>/final.pt      a leaf's final weights (``node.info["weights"]``, relative to run_dir)
 
@@ -86,6 +98,8 @@ __all__ = ["split", "SplitEvent", "SplitRunError", "load_leaf", "candidate_edges
 
 FORMAT = "lidsplit.split_run"
 VERSION = 1
+#: learning rate across stages (module docstring)
+LR_SCHEDULES = ("restart", "continued")
 
 
 class SplitRunError(RuntimeError):
@@ -254,6 +268,8 @@ def split(
     warmup_epochs: int | Sequence[int] = 1,
     finetune_epochs: int = 0,
     restart: bool = False,
+    lr_schedule: str = "restart",
+    carry_optimizer: bool = False,
     train: Any = None,
     batch_size: int = 64,
     batches: int | None = None,
@@ -281,6 +297,8 @@ def split(
         branching factors (``levels``).
     warmup_epochs: per level (an int: every level; a list: the last value repeats).
     finetune_epochs / restart: the leaves' training after the last split (restart: fresh weights).
+    lr_schedule / carry_optimizer: ``"restart"`` or ``"continued"`` learning rate across stages, and
+        whether children inherit the optimiser state (module docstring).
     train: ``TrainConfig`` or dict of its fields (epochs/seed are set per stage).
     batches / score_batch_size: R and the batch size of every ScoringSet (default: the criterion's,
         e.g. lid 50 x 128, gm 100 x 64, proxies 1 x 64).
@@ -308,6 +326,10 @@ def split(
         raise ValueError(f"warmup_epochs: expected ints >= 0, got {warmup_epochs!r}")
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs: expected >= 0, got {finetune_epochs}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if not isinstance(carry_optimizer, bool):
+        raise TypeError(f"carry_optimizer: expected a bool, got {carry_optimizer!r}")
     rule = crit.rule if rule is None else rule
     allowed = ("ordered", "random") if crit.exhaustive else RULES
     if rule not in allowed:
@@ -350,6 +372,11 @@ def split(
         "candidates": candidates,
         "seed": seed,
     }
+    # non-default schedule settings only, so run directories made before they existed stay valid
+    if lr_schedule != "restart":
+        identity["lr_schedule"] = lr_schedule
+    if carry_optimizer:
+        identity["carry_optimizer"] = True
 
     rd = None if run_dir is None else Path(run_dir)
     store = _Store(rd)
@@ -405,13 +432,38 @@ def split(
         parent = tree.nodes[nid].parent
         return init_state if parent is None else store.load(f"nodes/{parent}/trained.pt")
 
-    def train_stage(nid: int, kind: str, epochs: int, ckpt_name: str) -> list[dict[str, float]]:
+    def start_optimizer(nid: int) -> dict[str, Any] | None:
+        parent = tree.nodes[nid].parent
+        if not carry_optimizer or parent is None or not store.has(f"nodes/{parent}/optim.pt"):
+            return None
+        return store.load(f"nodes/{parent}/optim.pt")
+
+    def warm_at(level: int) -> int:
+        return warm[min(level, len(warm) - 1)]
+
+    def trained_before(depth: int) -> int:
+        return sum(warm_at(j) for j in range(depth))
+
+    depth_planned = len(pol.simulate(_capacity(root_sub, candidates))) - 1
+    path_epochs = trained_before(depth_planned) + int(finetune_epochs)
+
+    def segment(level: int, epochs: int, leaf: bool) -> dict[str, int]:
+        """TrainConfig schedule fields of a stage at ``level`` (a leaf's fine-tune: ``leaf``)."""
+        if lr_schedule == "restart":
+            return {}
+        start = trained_before(level)
+        span = start + epochs if leaf else max(path_epochs, start + epochs)
+        return {"schedule_start": start, "schedule_epochs": span}
+
+    def train_stage(nid: int, kind: str, epochs: int, ckpt_name: str, sched: dict[str, int],
+                    optim: dict[str, Any] | None) -> tuple[list[dict[str, float]], dict[str, Any] | None]:
         if epochs <= 0:
-            return []
-        c = dataclasses.replace(cfg, epochs=epochs, seed=derive_seed("lidsplit.split", kind, seed, nid) % (2**31))
-        res = train_subsupernet(work, tree.nodes[nid].sub, loaders, config=c,
+            return [], optim
+        c = dataclasses.replace(cfg, epochs=epochs, seed=derive_seed("lidsplit.split", kind, seed, nid) % (2**31),
+                                **sched)
+        res = train_subsupernet(work, tree.nodes[nid].sub, loaders, config=c, optimizer_state=optim,
                                 checkpoint=store.node_path(nid, ckpt_name), progress=progress)
-        return _history(res)
+        return _history(res), res.optimizer_state
 
     status = progress_bar(None, enabled=progress, desc="split", total=None)
     if state.get("status") != "done":
@@ -432,8 +484,11 @@ def split(
                 if not node.children:
                     t0 = time.perf_counter()
                     work.load_state_dict(start_state(nid))
-                    ep = warm[min(level, len(warm) - 1)]
-                    hist = train_stage(nid, "warmup", ep, "warmup.pt")
+                    ep = warm_at(level)
+                    hist, optim = train_stage(nid, "warmup", ep, "warmup.pt", segment(level, ep, leaf=False),
+                                              start_optimizer(nid))
+                    if carry_optimizer and optim is not None:
+                        store.save(f"nodes/{nid}/optim.pt", copy.deepcopy(optim))
                     store.save(f"nodes/{nid}/trained.pt", _clone_state(work))
                     node.info["warmup"] = {"epochs": ep, "history": hist}
                     t1 = time.perf_counter()
@@ -458,11 +513,14 @@ def split(
                 continue
             t0 = time.perf_counter()
             work.load_state_dict(start_state(nid))
-            if restart:
+            if restart:  # fresh weights, fresh optimiser, own cosine
                 fresh = child_weights(work, "restart", seed=restart_seed)
                 work.load_state_dict(fresh.state_dict())
                 del fresh
-            hist = train_stage(nid, "finetune", int(finetune_epochs), "finetune.pt")
+                sched, optim = {}, None
+            else:
+                sched, optim = segment(tree.depth(nid), int(finetune_epochs), leaf=True), start_optimizer(nid)
+            hist, _ = train_stage(nid, "finetune", int(finetune_epochs), "finetune.pt", sched, optim)
             store.save(key, _clone_state(work))
             leaf.info["finetune"] = {"epochs": int(finetune_epochs), "restart": bool(restart), "history": hist}
             leaf.info["weights"] = key

@@ -9,7 +9,10 @@ decay, no momentum update: PyTorch skips parameters whose ``grad`` is ``None``).
 Reproducibility: the path of every step comes from a ``torch.Generator`` seeded from ``config.seed``;
 the data order comes from the loader (``TensorLoader``: a function of its seed and the epoch). The
 learning rate follows a cosine from ``lr`` to ``lr_min`` over all steps of ``epochs`` epochs (updated
-every step). On CPU, two runs with the same seeds give bit-identical weights; on GPU the usual cuDNN
+every step), or over ``schedule_epochs`` epochs of which ``schedule_start`` were done before this call:
+a segment of one longer cosine, so that stages trained one after another (a split run's warm-ups and
+fine-tune) follow one schedule instead of restarting it. ``optimizer_state`` carries the optimiser's
+state (momentum buffers) from one stage to the next. On CPU, two runs with the same seeds give bit-identical weights; on GPU the usual cuDNN
 non-determinism applies.
 
 Checkpoint and resume (``checkpoint=path``): after every epoch (and every ``checkpoint_every`` steps
@@ -24,6 +27,7 @@ training checkpoint is never overwritten.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -63,6 +67,9 @@ class TrainConfig:
     L2 for SGD and Adam alike. The learning rate decays by a per-step cosine from ``lr`` to ``lr_min``
     over ``epochs`` epochs. ``grad_clip``: max global gradient norm (None: no clipping).
     ``seed``: seeds the path sampler (the data order is the loader's).
+    ``schedule_epochs`` / ``schedule_start``: the cosine spans ``schedule_epochs`` epochs (default:
+    ``epochs``) and this run covers its epochs ``[schedule_start, schedule_start + epochs)``; the
+    learning rate of a stage is then a segment of one schedule continued across stages.
     """
 
     epochs: int
@@ -75,17 +82,34 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = 5.0
     seed: int = 0
+    schedule_epochs: int | None = None
+    schedule_start: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+        if self.schedule_epochs is not None and (not isinstance(self.schedule_epochs, int) or self.schedule_epochs < 1):
+            raise ValueError(f"schedule_epochs must be None or an int >= 1, got {self.schedule_epochs!r}")
+        if not isinstance(self.schedule_start, int) or self.schedule_start < 0:
+            raise ValueError(f"schedule_start must be a non-negative int, got {self.schedule_start!r}")
+        if self.schedule_start + self.epochs > self.span_epochs:
+            raise ValueError(f"schedule_start + epochs ({self.schedule_start} + {self.epochs}) exceeds "
+                             f"schedule_epochs ({self.schedule_epochs})")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
+    @property
+    def span_epochs(self) -> int:
+        """Length of the cosine in epochs (``schedule_epochs``, default ``epochs``)."""
+        return self.epochs if self.schedule_epochs is None else self.schedule_epochs
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        # a plain (unsegmented) schedule keeps the identity that checkpoints made before these fields had
+        if self.schedule_epochs is None and self.schedule_start == 0:
+            del d["schedule_epochs"], d["schedule_start"]
         return d
 
 
@@ -113,6 +137,9 @@ class TrainResult:
     history: list[dict[str, float]]
     resumed_from: dict[str, int] | None = None
     checkpoint: str | None = None
+    #: the optimiser's final ``state_dict()`` (live tensors, not copied): pass it as the next stage's
+    #: ``optimizer_state`` to carry momentum across stages.
+    optimizer_state: dict[str, Any] | None = None
 
 
 # ---- identity of a run ---------------------------------------------------------------------------
@@ -196,10 +223,14 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
-def _cosine(cfg: TrainConfig, step: int, total: int) -> float:
+def _cosine(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate at ``step`` of this run: position ``schedule_start`` epochs + ``step`` on a
+    cosine of ``span_epochs`` epochs."""
+    total = cfg.span_epochs * steps_per_epoch
     if total <= 0:
         return cfg.lr
-    return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    pos = cfg.schedule_start * steps_per_epoch + step
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(pos, total) / total))
 
 
 def _epoch_batches(loader: Any, epoch: int, start: int, gen_state: torch.Tensor | None) -> Iterator[Any]:
@@ -244,6 +275,7 @@ def train_subsupernet(
     progress: bool = True,
     on_step: Callable[[TrainEvent], None] | None = None,
     on_epoch: Callable[[TrainEvent], None] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
     **hparams: Any,
 ) -> TrainResult:
     """Train ``model`` (a supernet, in place) by uniform single-path sampling inside ``sub``.
@@ -260,6 +292,9 @@ def train_subsupernet(
     progress: show tqdm bars (if tqdm is installed).
     on_step / on_epoch: callbacks receiving a ``TrainEvent``; an exception raised there stops
         training (the last checkpoint stays valid).
+    optimizer_state: a previous stage's ``TrainResult.optimizer_state`` (same model, same optimiser
+        kind) loaded into the fresh optimiser (ignored when resuming from ``checkpoint``, which holds its
+        own); its learning rates are replaced by this run's schedule.
 
     Returns a ``TrainResult`` (history: per finished epoch ``epoch`` (1-based), ``train_loss``,
     ``train_acc`` (of the sampled paths), ``lr`` (at the epoch's last step), ``seconds``).
@@ -280,10 +315,14 @@ def train_subsupernet(
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batches")
-    total = cfg.epochs * steps_per_epoch
     stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
     device = model_device(model)
     optimizer = _make_optimizer(model, cfg)
+    if optimizer_state is not None:
+        try:  # a copy: the optimiser adopts the tensors it is given and updates them in place
+            optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"optimizer_state: does not fit this model's {cfg.optimizer} optimiser ({e})") from e
     path_gen = torch.Generator().manual_seed(derive_seed("train_subsupernet.paths", cfg.seed))
     identity = _identity(model, sub, cfg, loader)
     ck_path = Path(checkpoint) if checkpoint is not None else None
@@ -351,7 +390,7 @@ def train_subsupernet(
             last_lr = optimizer.param_groups[0]["lr"]
             for raw in bar:
                 x, y = unpack_batch(raw, device)
-                last_lr = _cosine(cfg, step, total)
+                last_lr = _cosine(cfg, step, steps_per_epoch)
                 for g in optimizer.param_groups:
                     g["lr"] = last_lr
                 arch = sub.sample(path_gen)
@@ -395,4 +434,5 @@ def train_subsupernet(
     finally:
         model.train(was_training)
     return TrainResult(epochs_done=epoch, steps=step, finished=epoch >= cfg.epochs, history=history,
-                       resumed_from=resumed, checkpoint=str(ck_path) if ck_path is not None else None)
+                       resumed_from=resumed, checkpoint=str(ck_path) if ck_path is not None else None,
+                       optimizer_state=optimizer.state_dict())
