@@ -42,8 +42,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lidsplit._io import atomic_write, atomic_write_text
-from lidsplit.data.core import DataLoaders, DataSplits, Dataset, TensorLoader, derive_seed
+from lidsplit.common.batch import model_device
+from lidsplit.common.io import atomic_write, atomic_write_text
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import DataLoaders, DataSplits, Dataset, TensorLoader
 from lidsplit.ops.lid import ESTIMATORS
 from lidsplit.search.driver import FORMAT as HISTORY_FORMAT
 from lidsplit.search.driver import Record, SearchResult
@@ -53,7 +56,6 @@ from lidsplit.split.criteria import feature_outputs
 from lidsplit.split.criteria import lid_profiles as _lid_profiles
 from lidsplit.split.tree import SplitNode, SplitTree, to_jsonable
 from lidsplit.supernet import SubSupernet, record_outputs, search_space, use_path
-from lidsplit.train._util import model_device, progress_bar
 from lidsplit.train.evaluate import preserved_state, recalibrate_bn
 
 __all__ = ["leaf_lid_profiles", "write_report", "PLOTS", "NO_MATPLOTLIB"]

@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.json:
         from pathlib import Path
 
-        from lidsplit._io import atomic_write_text
+        from lidsplit.common.io import atomic_write_text
 
         atomic_write_text(Path(args.json), json.dumps(report, indent=1) + "\n")
     if args.chart:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lidsplit.common.seeds import derive_seed
 from lidsplit.complexity.architecture import ArchitectureDiversity, architecture_diversity
 from lidsplit.complexity.performance import (
     DEGENERATE,
@@ -264,7 +265,6 @@ def tree_complexity(tree: Any, model: nn.Module | None = None, *, leaves: Sequen
     ``model`` (the supernet) is needed for performance diversity; its space must be the tree's. Each leaf
     samples with its own seed derived from ``seed`` and the node id; jacob_cov values are shared between
     leaves through one cache (same model, batch and jacob_cov seed for every leaf)."""
-    from lidsplit.data import derive_seed
     from lidsplit.split import SplitTree
 
     if not isinstance(tree, SplitTree):

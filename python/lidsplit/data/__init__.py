@@ -9,16 +9,16 @@
 - ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
 """
 
+from lidsplit.common.errors import DataNotFoundError
+from lidsplit.common.seeds import derive_seed  # re-exported here for one release
 from lidsplit.data.core import (
     DataLoaders,
     DataSplits,
     Dataset,
     TensorLoader,
-    derive_seed,
     stratified_split,
 )
 from lidsplit.data.datasets import (
-    DataNotFoundError,
     cifar10,
     cifar100,
     digits,

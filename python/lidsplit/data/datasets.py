@@ -43,15 +43,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lidsplit.data.core import DataSplits, Dataset, channel_stats, derive_seed, normalise, stratified_split
+from lidsplit.common.errors import DataNotFoundError
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import DataSplits, Dataset, channel_stats, normalise, stratified_split
 
 __all__ = ["digits", "cifar10", "cifar100", "synthetic", "load", "find_cifar", "DataNotFoundError"]
 
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The dataset files are not where lidsplit was told (or allowed) to look."""
 
 
 # ---- digits -------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lidsplit.common.errors import ConfigError
+
 __all__ = ["ConfigError", "Field", "FIELDS", "STAGES", "defaults", "load_file", "merge", "validate",
            "identity", "flag_of"]
 
@@ -39,11 +41,6 @@ STAGES: tuple[str, ...] = ("split", "train", "search", "evaluate", "report")
 
 CRITERIA = ("lid", "gm", "gradnorm", "snip", "grasp", "synflow", "jacob_cov", "ntk", "linear_regions",
             "exhaustive", "random")
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used: unknown key, wrong type or value, unreadable file, a change to a
-    finished stage."""
 
 
 @dataclass(frozen=True)

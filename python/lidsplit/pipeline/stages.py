@@ -50,9 +50,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lidsplit._io import atomic_torch_save, atomic_write_text
+from lidsplit.common.io import atomic_torch_save, atomic_write_text
 from lidsplit.data import DataSplits
-from lidsplit.data.core import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.pipeline.config import STAGES, ConfigError, defaults, identity, load_file, merge, validate
 
 __all__ = ["Pipeline"]

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lidsplit._io import atomic_write_text
+from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.io import atomic_write_text
+from lidsplit.common.progress import progress_bar
 from lidsplit.search.evaluator import Result
 from lidsplit.search.strategies import Strategy, rank_key
 from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch
-from lidsplit.train._util import progress_bar
 
 __all__ = ["AskTell", "HistoryError", "Record", "SearchResult", "run_search", "Oracle"]
 
@@ -43,7 +44,7 @@ VERSION = 1
 Oracle = Mapping[tuple[int, ...], float] | Callable[[tuple[int, ...]], float]
 
 
-class HistoryError(RuntimeError):
+class HistoryError(RunMismatchError):
     """A history file that cannot be resumed by this search (another search's, or not a history)."""
 
 

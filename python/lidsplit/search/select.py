@@ -36,14 +36,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lidsplit._io import atomic_write_text
-from lidsplit.data.core import derive_seed
+from lidsplit.common.io import atomic_write_text
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.seeds import derive_seed
 from lidsplit.search.driver import Record, SearchResult
 from lidsplit.search.evaluator import LeafEvaluator, Result
 from lidsplit.search.strategies import rank_key
 from lidsplit.supernet import Arch, SubSupernet, materialize, search_space
 from lidsplit.train import evaluate_arch, reinitialize, train_subsupernet
-from lidsplit.train._util import progress_bar
 
 __all__ = ["TrainFn", "Selection", "ScratchResult", "successive_halving", "select_final", "train_from_scratch",
            "scratch_train_fn", "CRITERIA"]

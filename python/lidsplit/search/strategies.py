@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from lidsplit.data.core import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.search.evaluator import Result
 from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch, SearchSpace, SubSupernet
