@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from lidsplit.common.errors import CLIError, LidsplitError
+from lidsplit.common.rundir import locked_run_dir
 
 __all__ = ["SUBCOMMANDS", "CLIError", "build_parser", "main"]
 
@@ -59,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     cmd = getattr(args, "_command", "?")
     try:
+        if getattr(args, "_locks_out", False):  # a pipeline command: its run directory is locked while it runs
+            text = "lidsplit " + " ".join(argv if argv is not None else sys.argv[1:])
+            with locked_run_dir(args.out, text):
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
     except LidsplitError as e:
         print(f"lidsplit {cmd}: error: {e}", file=sys.stderr)

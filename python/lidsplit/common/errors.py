@@ -69,7 +69,13 @@ class RunMismatchError(RunDirectoryError):
 
 
 class DamagedFileError(LidsplitError, ValueError):
-    """A file lidsplit wrote earlier cannot be read back (truncated, zero-filled, edited by hand)."""
+    """A file lidsplit wrote earlier cannot be read back (truncated, zero-filled, edited by hand).
+
+    ``path``, ``what`` it is, ``why`` it cannot be read and the ``remedy`` make the message."""
+
+    def __init__(self, path: object, what: str, why: str, remedy: str) -> None:
+        super().__init__(f"{path}: this {what} is damaged ({why}) and cannot be read; {remedy}")
+        self.path, self.what, self.why, self.remedy = path, what, why, remedy
 
 
 class DataNotFoundError(LidsplitError, FileNotFoundError):

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from lidsplit.common.errors import DamagedFileError
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json", "load_checkpoint"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json", "load_checkpoint", "load_weights",
+           "parse_file"]
 
 PathLike = str | os.PathLike[str]
+T = TypeVar("T")
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
@@ -54,10 +54,6 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def _damaged(path: PathLike, what: str, why: str, remedy: str) -> DamagedFileError:
-    return DamagedFileError(f"{path}: this {what} is damaged ({why}) and cannot be read; {remedy}")
-
-
 def read_json(path: PathLike, *, what: str = "file", remedy: str = "delete it and re-run the command") -> Any:
     """The JSON value in ``path``. A file that is not UTF-8 JSON raises ``DamagedFileError`` naming
     ``path``, ``what`` it is and the ``remedy``; a missing file raises ``FileNotFoundError`` as usual."""
@@ -65,11 +61,11 @@ def read_json(path: PathLike, *, what: str = "file", remedy: str = "delete it an
         text = Path(path).read_text(encoding="utf-8")
         return json.loads(text)
     except UnicodeDecodeError as e:
-        raise _damaged(path, what, f"not UTF-8 text at byte {e.start}", remedy) from None
+        raise DamagedFileError(path, what, f"not UTF-8 text at byte {e.start}", remedy) from None
     except json.JSONDecodeError as e:
-        raise _damaged(path, what, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}", remedy) from None
+        raise DamagedFileError(path, what, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}", remedy) from None
     except RecursionError:
-        raise _damaged(path, what, "JSON nested too deeply", remedy) from None
+        raise DamagedFileError(path, what, "JSON nested too deeply", remedy) from None
 
 
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu", what: str = "checkpoint",
@@ -81,9 +77,33 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu", what: str = "c
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    except OSError:  # missing, unreadable: not damaged, and the caller says what to do
         raise
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError,
-            KeyError, AttributeError, IndexError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+    except Exception as e:  # noqa: BLE001 - torch's unpickler fails in many ways on a damaged file
         # torch's own message may advise weights_only=False (unsafe): keep only the exception's type.
-        raise _damaged(path, what, f"not a complete torch file: {type(e).__name__}", remedy) from None
+        raise DamagedFileError(path, what, f"not a complete torch file: {type(e).__name__}", remedy) from None
+
+
+def load_weights(model: Any, path: PathLike, *, what: str = "weights file", map_location: Any = "cpu",
+                 remedy: str = "delete it and re-run the command to re-create it") -> Any:
+    """Load the state dict in ``path`` into ``model`` (an ``nn.Module``, returned); a damaged file, or one
+    that does not hold this model's weights, raises ``DamagedFileError`` naming ``path``."""
+    state = load_checkpoint(path, map_location=map_location, what=what, remedy=remedy)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DamagedFileError(path, what, f"it does not hold this model's weights: {first[:200]}", remedy) from None
+    return model
+
+
+def parse_file(path: PathLike, parse: Callable[[Any], T], *, what: str,
+               remedy: str = "delete it and re-run the command") -> T:
+    """``parse(read_json(path))``; a file whose JSON ``parse`` rejects (``ValueError``, ``KeyError``,
+    ``TypeError``, ...) is damaged too: ``DamagedFileError`` naming ``path`` and ``parse``'s reason."""
+    data = read_json(path, what=what, remedy=remedy)
+    try:
+        return parse(data)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        raise DamagedFileError(path, what, why[:300], remedy) from None

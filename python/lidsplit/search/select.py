@@ -36,8 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lidsplit.common.io import atomic_write_text
+from lidsplit.common.errors import ConfigError
+from lidsplit.common.io import atomic_write_text, read_json
 from lidsplit.common.progress import progress_bar
+from lidsplit.common.rundir import diff_identity, jsonable_identity
 from lidsplit.common.seeds import derive_seed
 from lidsplit.search.driver import Record, SearchResult
 from lidsplit.search.evaluator import LeafEvaluator, Result
@@ -311,10 +313,12 @@ def scratch_train_fn(
         setup = {"hparams": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                              for k, v in sorted(hparams.items())}}
         if results_path.exists():
-            saved = json.loads(results_path.read_text())
-            if saved.get("setup") != setup:
-                raise ValueError(f"scratch_train_fn: {results_path} was written with other settings "
-                                 f"({saved.get('setup')}, now {setup}); use another work_dir")
+            saved = read_json(results_path, what="successive-halving results file",
+                              remedy="delete it (its trainings will be repeated) or use another work_dir")
+            problems = diff_identity(saved.get("setup") if isinstance(saved, dict) else None, jsonable_identity(setup))
+            if problems:
+                raise ConfigError(f"scratch_train_fn: {results_path} was written with other settings; use another "
+                                  "work_dir. Differences:\n  " + "\n  ".join(problems))
             done = saved["results"]
 
     def train_fn(arch: Arch, epochs: int, seed: int) -> tuple[float, float]:
