@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import torch
+
 from lidsplit.common.errors import DamagedFileError
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json", "load_checkpoint", "load_weights",
@@ -49,8 +51,6 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
@@ -73,8 +73,6 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu", what: str = "c
     """``torch.load(path, weights_only=True)``; a file torch cannot read raises ``DamagedFileError``
     naming ``path`` and the ``remedy`` (never torch's advice to load with ``weights_only=False``,
     which would run code from the file). A missing file raises ``FileNotFoundError`` as usual."""
-    import torch
-
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except OSError:  # missing, unreadable: not damaged, and the caller says what to do
