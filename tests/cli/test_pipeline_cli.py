@@ -3,15 +3,19 @@ space, resume after an interruption, and exit codes with clear messages on bad c
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
 import lidsplit.pipeline.pipeline as pipeline_mod
@@ -316,3 +320,40 @@ def test_truncated_tree_is_named(tiny_run: dict[str, Any], tmp_path: Path, capsy
     assert main(["run", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{t}: this split tree is damaged (not valid JSON" in err and "re-run" in err
+
+
+RUN_FILES = ["config.json", "split/tree.json", "split/run.json", "search/history.json", "search/result.json",
+             "final.json"]
+
+
+@hypothesis.settings(max_examples=30, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
+                                            hypothesis.HealthCheck.too_slow])
+@hypothesis.given(data=hypothesis.strategies.data())
+def test_fuzz_damaged_run_files_exit_2_and_change_nothing(tiny_run: dict[str, Any], data: Any) -> None:
+    st = hypothesis.strategies
+    name = data.draw(st.sampled_from(RUN_FILES))
+    command = data.draw(st.sampled_from(["evaluate", "search"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _copy_run(tiny_run, Path(tmp) / "run", drop=("report",))
+        good = (out / name).read_bytes()
+        kind = data.draw(st.sampled_from(["truncate", "zero", "flip", "random"]))
+        if kind == "truncate":
+            bad = good[: data.draw(st.integers(0, len(good) - 1))]
+        elif kind == "zero":
+            bad = b"\0" * len(good)
+        elif kind == "random":
+            bad = data.draw(st.binary(max_size=200))
+        else:
+            buf = bytearray(good)
+            for _ in range(data.draw(st.integers(1, 6))):
+                buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+            bad = bytes(buf)
+        (out / name).write_bytes(bad)
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = main([command, "--out", str(out)])  # any exception but these exits fails the test
+        assert rc in (0, 2), err.getvalue()
+        if rc == 2:
+            assert "lidsplit " in err.getvalue() and "Traceback" not in err.getvalue()
+        assert {p: p.read_bytes() for p in before} == before

@@ -92,7 +92,7 @@ class Record:
                        None if d["leaf"] is None else int(d["leaf"]), int(d["n"]), bool(d["asked"]),
                        bool(d["reused"]), int(d["asks_before"]), dict(d.get("meta") or {}))
         except (KeyError, TypeError, ValueError) as e:
-            raise HistoryError(f"search history: malformed entry {dict(d)!r} ({e!r})") from None
+            raise HistoryError(f"search history: malformed entry {d!r} ({e!r})") from None
 
 
 def _best(records: Sequence[Record]) -> Record | None:
@@ -294,7 +294,14 @@ class AskTell:
 
     def _replay(self, d: dict[str, Any]) -> None:
         HISTORY.refuse_changed(self.path, d.get("identity"), self.identity, whose="another search")
-        records = [Record.from_json(e) for e in d.get("records", [])]
+        raw = d.get("records", [])
+        if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
+            raise HistoryError(f"{self.path}: damaged search history ('records' is not a list of entries); "
+                               f"{HISTORY.remedy}")
+        try:
+            records = [Record.from_json(e) for e in raw]
+        except HistoryError as e:
+            raise HistoryError(f"{self.path}: damaged search history: {e}; {HISTORY.remedy}") from None
         stored_oracle = d.get("oracle")
         out: list[Arch] = []
         for i, rec in enumerate(records):
@@ -310,12 +317,18 @@ class AskTell:
                     raise HistoryError(f"{self.path}: record {i} ({rec.arch}) does not replay: the strategy proposed "
                                        f"{out} instead (the history was written by another search or version)")
                 out.remove(rec.arch)
-            self.strategy.tell(rec.arch, rec.result)
+            try:
+                self.strategy.tell(rec.arch, rec.result)
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                raise HistoryError(f"{self.path}: record {i} does not replay ({e}); {HISTORY.remedy}") from None
             self.records.append(rec)
             self._memo.setdefault(rec.arch, rec.result)
             if self.oracle_values is not None:
                 self.oracle_values.append(self._lookup_oracle(rec.arch))
         if self.oracle_values is None and isinstance(stored_oracle, list) and len(stored_oracle) == len(records):
+            if not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in stored_oracle):
+                raise HistoryError(f"{self.path}: damaged search history ('oracle' holds non-numbers); "
+                                   f"{HISTORY.remedy}")
             self.oracle_values = [None if v is None else float(v) for v in stored_oracle]
         self._reissue = deque(out)
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from lidsplit.common.io import parse_file
 from lidsplit.common.rundir import RunDir
 from lidsplit.pipeline.stages.base import Stage
 from lidsplit.search import LeafEvaluator, SearchResult, scratch_train_fn, select_final, train_from_scratch
 from lidsplit.train import evaluate_arch
+
+
+def _checked_final(d: Any) -> dict[str, Any]:
+    """``final.json``'s content if it holds what the command line prints (else ValueError)."""
+    lw = d.get("leaf_weights") if isinstance(d, dict) else None
+    sc = d.get("scratch") if isinstance(d, dict) else None
+    if (not isinstance(lw, dict) or not all(isinstance(lw.get(k), (int, float)) for k in ("val_acc", "test_acc"))
+            or not isinstance(d.get("arch"), list) or not isinstance(d.get("leaf"), int) or "selection" not in d
+            or not (sc is None or isinstance(sc, dict) and all(isinstance(sc.get(k), (int, float))
+                                                               for k in ("epochs", "val_acc", "test_acc")))):
+        raise ValueError("it does not hold a final result (arch, leaf, selection, leaf_weights, scratch)")
+    return d
 
 
 class EvaluateStage(Stage):
@@ -30,8 +43,8 @@ class EvaluateStage(Stage):
         return self.final_path.exists()
 
     def result(self) -> dict[str, Any]:
-        return RunDir(self.pipe.out).read_json(self.final_path.name, "final result",
-                                               remedy="delete it and re-run 'lidsplit evaluate'")
+        return parse_file(self.final_path, _checked_final, what="final result",
+                          remedy="delete it and re-run 'lidsplit evaluate'")
 
     def _select(self, work: RunDir, ev: LeafEvaluator, searched: SearchResult) -> dict[str, Any]:
         """The final choice: the saved one when an interrupted evaluate made it, else made and saved."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 import lidsplit
-from lidsplit.common.errors import ConfigError
+from lidsplit.common.errors import ConfigError, RunMismatchError
 from lidsplit.common.rundir import StateFormat
 from lidsplit.pipeline.stages.base import Stage
 from lidsplit.split.run import FORMAT, VERSION, SplitRunError
 from lidsplit.split.tree import SplitTree
 
 #: The split run's state file (``out/split/run.json``), read to tell whether the run finished.
-SPLIT_RUN = StateFormat(FORMAT, VERSION, "split-run state file", SplitRunError,
+SPLIT_RUN = StateFormat(FORMAT, VERSION, "split-run state file", RunMismatchError,
                         remedy="delete the run directory's split/ folder to split again")
 
 
