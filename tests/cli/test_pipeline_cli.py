@@ -357,3 +357,13 @@ def test_fuzz_damaged_run_files_exit_2_and_change_nothing(tiny_run: dict[str, An
         if rc == 2:
             assert "lidsplit " in err.getvalue() and "Traceback" not in err.getvalue()
         assert {p: p.read_bytes() for p in before} == before
+
+
+def test_damaged_saved_config_is_named(tiny_run: dict[str, Any], tmp_path: Path, capsys) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["report"]["lid_k"] = 1  # saved by an older lidsplit, which accepted it
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "report.lid_k must be >= 2" in err and f"fix or restore {out / 'config.json'}" in err

@@ -77,7 +77,7 @@ class Pipeline:
         self.out = self.run_dir.path
         self.log = log
         saved_path = self.path("config")
-        saved = load_file(saved_path) if saved_path.exists() else None
+        saved = self._saved_config(saved_path) if saved_path.exists() else None
         if saved is None and not self.run_dir.is_empty():
             raise RunDirectoryError(f"run directory {str(self.out)!r} is not empty and holds no {_FILES['config']}: "
                                     "not a lidsplit run directory (choose another --out)")
@@ -98,6 +98,14 @@ class Pipeline:
         return self.stages["evaluate"]  # type: ignore[return-value]
 
     # ---- config and run directory --------------------------------------------------------------------
+    @staticmethod
+    def _saved_config(path: Path) -> dict[str, dict[str, Any]]:
+        try:
+            return load_file(path)
+        except ConfigError as e:
+            raise ConfigError(f"{e}. The run directory's saved config cannot be used: fix or restore {path} (the "
+                              "run resumes with it), or use another --out") from None
+
     def path(self, name: str) -> Path:
         return self.out / _FILES[name]
 
