@@ -3,13 +3,25 @@ space, resume after an interruption, and exit codes with clear messages on bad c
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
+import lidsplit.pipeline.pipeline as pipeline_mod
 import lidsplit.search.evaluator as evaluator_mod
+from lidsplit.common import rundir
+from lidsplit.common.rundir import LOCK_FILE
 from lidsplit.cli.main import main
 from lidsplit.pipeline import Pipeline
 from lidsplit.split.tree import SplitTree
@@ -215,3 +227,143 @@ def test_interrupted_evaluate_repeats_no_finished_training(tiny_run: dict[str, A
     a, b = (json.loads((Path(d) / "final.json").read_text()) for d in (out, ref))
     assert a == b
     assert not (Path(out) / "evaluate" / "scratch.ckpt").exists()
+
+
+# ---- the run directory: lock, path errors, read-only storage, damaged files (issue 18) ----------------
+
+
+def _copy_run(tiny_run: dict[str, Any], dest: Path, drop: Sequence[str] = ()) -> Path:
+    shutil.copytree(tiny_run["out"], dest)
+    for name in drop:
+        p = dest / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return dest
+
+
+def test_second_command_on_one_out_exits_2_naming_the_holder(tiny_run: dict[str, Any], tmp_path: Path,
+                                                             capsys) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run")
+    hold = ("import sys, time\nfrom lidsplit.common.rundir import RunLock\n"
+            "RunLock(sys.argv[1], 'lidsplit search --out run --samples 8').acquire()\nprint('held', flush=True)\n"
+            "time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        before = (out / "config.json").read_bytes()
+        assert main(["search", "--out", str(out), "--samples", "5"]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another lidsplit command: pid {p.pid} on host" in err and "--samples 8" in err
+        assert (out / "config.json").read_bytes() == before
+    finally:
+        p.kill()
+        p.wait()
+    assert main(["evaluate", "--out", str(out)]) == 0  # the killed holder's lock does not block
+
+
+def test_out_errors_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def err_of(*argv: str) -> str:
+        assert main(list(argv)) == 2
+        return capsys.readouterr().err
+
+    assert "--out: the run directory must be a path, got ''" in err_of("split", "--out", "")
+    (tmp_path / "afile").write_text("x")
+    assert "which is a file, not a directory" in err_of("split", "--out", str(tmp_path / "afile" / "run"))
+
+    def read_only(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert "cannot create the run directory" in err_of("split", "--out", str(tmp_path / "ro" / "run"))
+
+
+def test_finished_run_prints_on_read_only_storage(tiny_run: dict[str, Any], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+
+    def no_write(*_a: object, **_k: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    import lidsplit.common.io as cio
+
+    monkeypatch.setattr(rundir, "writable", lambda _p: False)  # what os.access says on read-only storage
+    monkeypatch.setattr(pipeline_mod, "writable", lambda _p: False)
+    monkeypatch.setattr(cio, "atomic_write", no_write)  # any write would fail loudly
+    assert main(["run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Chosen architecture" in printed and "read-only" in printed and "Report:" in printed
+    assert {p: p.read_bytes() for p in before} == before
+    # a stage with work to do is refused, saying why
+    shutil.rmtree(out / "evaluate")
+    (out / "final.json").unlink()
+    assert main(["evaluate", "--out", str(out)]) == 2
+    assert "cannot be written by this process" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero"])
+def test_damaged_checkpoint_is_named(tiny_run: dict[str, Any], tmp_path: Path, capsys, damage: str) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run", drop=("search", "evaluate", "final.json", "final_model.pt"))
+    tree = SplitTree.load(out / "split" / "tree.json")
+    ckpt = out / "split" / tree.leaves()[0].info["weights"]
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[:1000] if damage == "truncate" else b"\0" * len(data))
+    assert main(["search", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{ckpt}: this sub-supernet weights file is damaged" in err and "split/ folder" in err
+    assert "weights_only" not in err
+
+
+def test_truncated_tree_is_named(tiny_run: dict[str, Any], tmp_path: Path, capsys) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run")
+    t = out / "split" / "tree.json"
+    t.write_bytes(t.read_bytes()[:2000])
+    assert main(["run", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{t}: this split tree is damaged (not valid JSON" in err and "re-run" in err
+
+
+RUN_FILES = ["config.json", "split/tree.json", "split/run.json", "search/history.json", "search/result.json",
+             "final.json"]
+
+
+@hypothesis.settings(max_examples=30, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
+                                            hypothesis.HealthCheck.too_slow])
+@hypothesis.given(data=hypothesis.strategies.data())
+def test_fuzz_damaged_run_files_exit_2_and_change_nothing(tiny_run: dict[str, Any], data: Any) -> None:
+    st = hypothesis.strategies
+    name = data.draw(st.sampled_from(RUN_FILES))
+    command = data.draw(st.sampled_from(["evaluate", "search"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _copy_run(tiny_run, Path(tmp) / "run", drop=("report",))
+        good = (out / name).read_bytes()
+        kind = data.draw(st.sampled_from(["truncate", "zero", "flip", "random"]))
+        if kind == "truncate":
+            bad = good[: data.draw(st.integers(0, len(good) - 1))]
+        elif kind == "zero":
+            bad = b"\0" * len(good)
+        elif kind == "random":
+            bad = data.draw(st.binary(max_size=200))
+        else:
+            buf = bytearray(good)
+            for _ in range(data.draw(st.integers(1, 6))):
+                buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+            bad = bytes(buf)
+        (out / name).write_bytes(bad)
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = main([command, "--out", str(out)])  # any exception but these exits fails the test
+        assert rc in (0, 2), err.getvalue()
+        if rc == 2:
+            assert "lidsplit " in err.getvalue() and "Traceback" not in err.getvalue()
+        assert {p: p.read_bytes() for p in before} == before
+
+
+def test_damaged_saved_config_is_named(tiny_run: dict[str, Any], tmp_path: Path, capsys) -> None:
+    out = _copy_run(tiny_run, tmp_path / "run")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["report"]["lid_k"] = 1  # saved by an older lidsplit, which accepted it
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "report.lid_k must be >= 2" in err and f"fix or restore {out / 'config.json'}" in err

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lidsplit.pipeline.config import FIELDS, SECTIONS, Field, flag_of
+from lidsplit.pipeline import Pipeline
+from lidsplit.pipeline.config import FIELDS, SECTIONS, Field, flag_of, load_file
 
 _SECTION_HELP = {
     "run": "run", "data": "data", "space": "search space", "split": "split (stage 'split')",
@@ -39,12 +40,14 @@ def add_stage_parser(subparsers: argparse._SubParsersAction, name: str, help: st
     """Register the pipeline subcommand ``name`` with the run directory, ``--config`` and every key's flag."""
     p = subparsers.add_parser(name, help=help, description=description)
     add_pipeline_args(p)
+    p.set_defaults(_locks_out=True)  # lidsplit.cli.main holds the run directory's lock for the whole command
     return p
 
 
 def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     """``--out``, ``--config`` and every config key's flag (``argparse.SUPPRESS`` default: absent unless given)."""
-    p.add_argument("--out", required=True, help="run directory (created; an existing run there resumes)")
+    p.add_argument("--out", required=True, help="run directory (created; an existing run there resumes; locked "
+                                                "while a command runs)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="config file (.toml, .yaml, .json) with the keys below as [section] key = value; "
                         "flags override it; the resolved config is saved as OUT/config.json")
@@ -72,10 +75,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return out
 
 
-def pipeline(args: argparse.Namespace) -> Any:
+def pipeline(args: argparse.Namespace) -> Pipeline:
     """The :class:`~lidsplit.pipeline.Pipeline` of ``args.out`` with ``--config`` and the flags applied."""
-    from lidsplit.pipeline import Pipeline, load_file
-
     overrides = [load_file(args.config)] if args.config else []
     overrides.append(flag_overrides(args))
     return Pipeline(args.out, overrides)

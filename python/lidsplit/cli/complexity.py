@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run", "parse_space_spec", "PRESETS"]
+from lidsplit.common.errors import CLIError
+from lidsplit.common.io import atomic_write_text
+from lidsplit.complexity import report_json
+from lidsplit.complexity.spaces import PRESETS, parse_space, score_spaces, score_tree, unique_names
+from lidsplit.report.plotting import spider_chart
 
-#: CLI-only space presets: name -> (builder name, constructor arguments); filled lazily (torch imports).
-PRESETS = ("proxylessnas-imagenet", "proxylessnas-paper")
+__all__ = ["add_parser", "run", "PRESETS"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -68,58 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def parse_space_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
-    """``(display name, builder name, kwargs)`` of ``NAME`` or ``NAME:JSON``."""
-    from lidsplit.cli.main import CLIError
-
-    name, sep, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise CLIError(f"--space {spec!r}: missing the space name")
-    kw: dict[str, Any] = {}
-    if sep:
-        try:
-            kw = json.loads(rest)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"--space {spec!r}: the part after ':' must be a JSON object of arguments ({e})") from None
-        if not isinstance(kw, dict):
-            raise CLIError(f"--space {spec!r}: the part after ':' must be a JSON object, got {type(kw).__name__}")
-    key = name.lower()
-    if key in PRESETS:
-        from lidsplit.complexity import PAPER_PROXYLESSNAS_KW, PROXYLESSNAS_KW
-
-        base = dict(PAPER_PROXYLESSNAS_KW if key == "proxylessnas-paper" else PROXYLESSNAS_KW)
-        base.update(in_channels=1, num_classes=10)
-        base.update(kw)
-        return name, "mobilenet", base
-    from lidsplit.spaces import _BUILDERS, SPACES
-
-    if key.replace("-", "").replace("_", "") not in _BUILDERS:
-        raise CLIError(f"--space {spec!r}: unknown space {name!r}; choose from {list(SPACES) + list(PRESETS)}")
-    return name, key, kw
-
-
-def _build(builder: str, kw: dict[str, Any], seed: int, device: str, spec: str):
-    import torch
-
-    from lidsplit.cli.main import CLIError
-    from lidsplit.spaces import build
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            model = build(builder, **kw)
-        except TypeError as e:
-            raise CLIError(f"--space {spec!r}: bad constructor arguments ({e})") from None
-    try:
-        return model.to(device)
-    except (RuntimeError, AssertionError) as e:
-        raise CLIError(f"--device {device!r}: {e}") from None
-
-
 def _tables(args: argparse.Namespace, names: list[str]) -> dict[str, str]:
-    from lidsplit.cli.main import CLIError
-
     out: dict[str, str] = {}
     for item in args.accuracy_table:
         head, sep, tail = item.partition("=")
@@ -136,8 +89,6 @@ def _tables(args: argparse.Namespace, names: list[str]) -> dict[str, str]:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    from lidsplit.cli.main import CLIError
-
     if args.samples < 2:
         raise CLIError(f"--samples must be >= 2, got {args.samples}")
     if args.repeats < 1:
@@ -155,71 +106,27 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lidsplit.cli.main import CLIError
-
     _check_counts(args)
-    from lidsplit.complexity import (
-        AccuracyTable,
-        complexity_scores,
-        report_json,
-        spider_chart,
-        tree_complexity,
-    )
-    from lidsplit.supernet import search_space
-
-    specs = [parse_space_spec(s) for s in args.space]
-    names: list[str] = []
-    for display, _, _ in specs:
-        n, k = display, 2
-        while n in names:
-            n, k = f"{display} #{k}", k + 1
-        names.append(n)
-    tree = None
-    if args.tree:
-        from lidsplit.split import SplitTree
-
-        try:
-            tree = SplitTree.load(args.tree)
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
-            raise CLIError(f"--tree {args.tree!r}: not a split tree JSON ({e!r})") from None
-    table_paths = _tables(args, names if tree is None else ["tree"] if not names else names)
-    common = dict(
+    specs = [parse_space(s) for s in args.space]
+    names = unique_names(specs)
+    options = dict(
         proxy=not args.no_proxy, samples=args.samples, repeats=args.repeats, seed=args.seed, scale=args.scale,
         degenerate=args.degenerate, data=args.data, batch_size=args.batch_size, device=args.device,
         arch_method=args.arch_diversity, arch_scalar=args.diversity_scalar, arch_samples=args.arch_samples,
     )
-    scores = []
-    if tree is not None:
-        model = None
-        if specs:
-            display, builder, kw = specs[0]
-            model = _build(builder, kw, args.seed, args.device, args.space[0])
-            if search_space(model) != tree.space:
-                raise CLIError(f"--tree {args.tree!r} was split from a different search space than --space "
-                               f"{args.space[0]!r} ({tree.space!r} vs {search_space(model)!r})")
-        table = None
-        if table_paths:
-            (path,) = table_paths.values()
-            table = AccuracyTable.load(path, tree.space, loader=args.table_loader)
-        scores = tree_complexity(tree, model, table=table, **common)
+    table_paths = _tables(args, names if not args.tree else names or ["tree"])
+    if args.tree:
+        table = next(iter(table_paths.values()), None)
+        scores = score_tree(args.tree, specs[0] if specs else None, table=table, table_loader=args.table_loader,
+                            **options)
     else:
-        for (display, builder, kw), name, spec in zip(specs, names, args.space):
-            model = _build(builder, kw, args.seed, args.device, spec)
-            table = None
-            if name in table_paths:
-                table = AccuracyTable.load(table_paths[name], search_space(model), loader=args.table_loader)
-            scores.append(complexity_scores(model, name=name, table=table, **common))
-    settings = {k: v for k, v in common.items()}
-    settings.update(spaces=list(args.space), tree=args.tree, accuracy_tables=table_paths)
+        scores = score_spaces(specs, tables=table_paths, table_loader=args.table_loader, **options)
+    settings = dict(options, spaces=list(args.space), tree=args.tree, accuracy_tables=table_paths)
     report = report_json(scores, settings)
     if args.json == "-":
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.json:
-        from pathlib import Path
-
-        from lidsplit._io import atomic_write_text
-
         atomic_write_text(Path(args.json), json.dumps(report, indent=1) + "\n")
     if args.chart:
         spider_chart(scores, args.chart, title=args.title)

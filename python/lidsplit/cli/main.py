@@ -9,9 +9,12 @@ Subcommands are modules of this package, listed in :data:`SUBCOMMANDS`. Each mod
 To add a subcommand: write ``lidsplit/cli/<name>.py`` with those two functions and append ``"<name>"`` to
 :data:`SUBCOMMANDS`.
 
-Exit status: 0 success; 2 bad usage (argparse errors, and :class:`CLIError` / ``ValueError`` /
-``FileNotFoundError`` / ``ImportError`` raised by a subcommand, reported as one ``lidsplit <cmd>:
-error: ...`` line on stderr); 130 on Ctrl-C. Other exceptions propagate with their traceback (bugs).
+Exit status: 0 success; 2 bad usage: argparse errors, and every user error, reported as one
+``lidsplit <cmd>: error: ...`` line on stderr; 130 on Ctrl-C. The rule for user errors is one: a
+:class:`~lidsplit.common.errors.LidsplitError` exits with its ``code`` (2 unless set). The engine's
+argument checks raise ``ValueError`` (Python's convention for a bad argument), and a missing file or
+optional package raises ``FileNotFoundError`` / ``ImportError``; those are reported the same way. Other
+exceptions propagate with their traceback (bugs).
 """
 
 from __future__ import annotations
@@ -21,18 +24,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lidsplit.common.errors import CLIError, LidsplitError
+from lidsplit.common.rundir import locked_run_dir
+
 __all__ = ["SUBCOMMANDS", "CLIError", "build_parser", "main"]
 
 #: Subcommand modules, in help order (``lidsplit.cli.<name>``).
 SUBCOMMANDS: list[str] = ["run", "split", "train", "search", "evaluate", "report", "complexity"]
-
-
-class CLIError(Exception):
-    """A user error a subcommand reports without a traceback; ``code`` is the exit status (default 2)."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     cmd = getattr(args, "_command", "?")
     try:
+        if getattr(args, "_locks_out", False):  # a pipeline command: its run directory is locked while it runs
+            text = "lidsplit " + " ".join(argv if argv is not None else sys.argv[1:])
+            with locked_run_dir(args.out, text):
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
-    except CLIError as e:
+    except LidsplitError as e:
         print(f"lidsplit {cmd}: error: {e}", file=sys.stderr)
         return e.code
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -11,7 +11,8 @@ Judge a space, or each sub-supernet (leaf) of a split tree, before training anyt
 
 ``complexity_scores(model)`` returns all of them; ``tree_complexity(tree, model)`` one per leaf;
 ``spider_chart(scores, "out.png")`` draws the comparison; ``report_json`` is the CLI's JSON
-(``lidsplit complexity``).
+(``lidsplit complexity``); ``score_spaces`` / ``score_tree`` go from space names and tree files to scores
+(the command line's one path, :mod:`~lidsplit.complexity.spaces`).
 """
 
 from lidsplit.complexity.architecture import (
@@ -42,6 +43,7 @@ from lidsplit.complexity.scores import (
     report_json,
     tree_complexity,
 )
+from lidsplit.complexity.spaces import PRESETS, SpaceSpec, build_space, parse_space, score_spaces, score_tree
 from lidsplit.complexity.size import (
     PAPER_PROXYLESSNAS_KW,
     PROXYLESSNAS_KW,
@@ -53,6 +55,12 @@ from lidsplit.complexity.size import (
 from lidsplit.complexity.table import AccuracyTable, arch_key, parse_arch_key, register_accuracy_loader
 
 __all__ = [
+    "PRESETS",
+    "SpaceSpec",
+    "build_space",
+    "parse_space",
+    "score_spaces",
+    "score_tree",
     "AccuracyTable",
     "ArchitectureDiversity",
     "BLOCK_TYPES",

@@ -53,6 +53,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
+from lidsplit.complexity.sampling import repeat_generator, sample_archs
 from lidsplit.supernet import Arch, SearchSpace, SubSupernet, choices, search_space
 
 __all__ = [
@@ -250,8 +251,6 @@ def architecture_diversity(
     if method == "exact":
         mean, cov = feat.exact_moments(sub)
     else:
-        from lidsplit.complexity.sampling import repeat_generator, sample_archs
-
         archs, complete = sample_archs(sub, samples, repeat_generator(seed, 0, "arch-diversity"))
         v = feat.vectors(archs)
         n_archs = len(archs)

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data import load
 from lidsplit.split.proxies import DegenerateProxyError, jacob_cov
 from lidsplit.supernet import Arch, use_path
 
@@ -137,8 +139,6 @@ def evaluation_batch(data: str | Tensor = "digits", batch_size: int = 32, seed: 
         return data
     if batch_size < 2:
         raise ValueError(f"complexity: batch_size must be >= 2 (jacob_cov correlates samples), got {batch_size}")
-    from lidsplit.data import derive_seed, load
-
     if data == "synthetic":
         splits = load("synthetic", n=max(256, 2 * batch_size), in_channels=in_channels, image_size=image_size, seed=seed)
     else:

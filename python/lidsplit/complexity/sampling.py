@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lidsplit.data import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.supernet import Arch, SubSupernet
 
 __all__ = ["sample_archs", "sample_from", "repeat_generator", "local_index_to_arch", "Population"]

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lidsplit.common.seeds import derive_seed
 from lidsplit.complexity.architecture import ArchitectureDiversity, architecture_diversity
 from lidsplit.complexity.performance import (
     DEGENERATE,
@@ -36,6 +37,7 @@ from lidsplit.complexity.performance import (
 from lidsplit.complexity.sampling import Population
 from lidsplit.complexity.size import log10_size
 from lidsplit.complexity.table import AccuracyTable
+from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space
 
 __all__ = [
@@ -264,9 +266,6 @@ def tree_complexity(tree: Any, model: nn.Module | None = None, *, leaves: Sequen
     ``model`` (the supernet) is needed for performance diversity; its space must be the tree's. Each leaf
     samples with its own seed derived from ``seed`` and the node id; jacob_cov values are shared between
     leaves through one cache (same model, batch and jacob_cov seed for every leaf)."""
-    from lidsplit.data import derive_seed
-    from lidsplit.split import SplitTree
-
     if not isinstance(tree, SplitTree):
         raise TypeError(f"complexity: expected a SplitTree, got {type(tree).__name__}")
     if model is not None and search_space(model) != tree.space:

@@ -51,6 +51,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from lidsplit.common.io import parse_file, read_json
+from lidsplit.data import truth
+from lidsplit.spaces import NB201_EDGES, NB201_SPACE, from_nb201_string
 from lidsplit.supernet import Arch, SearchSpace
 
 __all__ = [
@@ -74,8 +77,6 @@ def arch_key(space: SearchSpace, arch: Arch) -> str:
 
 
 def _is_nb201(space: SearchSpace) -> bool:
-    from lidsplit.spaces import NB201_EDGES
-
     return space.labels == NB201_EDGES
 
 
@@ -96,8 +97,6 @@ def parse_arch_key(space: SearchSpace, key: Any) -> Arch:
         if s.startswith("|"):
             if not _is_nb201(space):
                 raise ValueError("NB201 strings need a space with NB201's edges (1<-0, 2<-0, ...)")
-            from lidsplit.spaces import NB201_SPACE, from_nb201_string
-
             return space.validate_arch(NB201_SPACE.names(from_nb201_string(s)))
         parts = [p.strip() for p in s.split(",")]
         if len(parts) == 1 and parts[0].lstrip("-").isdigit():
@@ -228,12 +227,11 @@ class AccuracyTable(Mapping[Arch, float]):
 
 # ---- loaders ------------------------------------------------------------------------------------
 
+_TABLE_REMEDY = "re-create or re-download it, or pass another table"
+
 
 def _load_json(path: Path, space: SearchSpace, *, metric: str | None = None) -> AccuracyTable:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"accuracy table: {str(path)!r} is not valid JSON ({e})") from None
+    d = read_json(path, what="accuracy table", remedy=_TABLE_REMEDY)
     if not isinstance(d, dict):
         raise ValueError(f"accuracy table: {str(path)!r} must hold a JSON object")
     if "format" in d:
@@ -300,16 +298,9 @@ def _load_nb201(path: Path, space: SearchSpace, *, dataset: str = "cifar10-valid
 def _load_ground_truth(path: Path, space: SearchSpace, *, metric: str | None = None,
                        include_degenerate: bool = True) -> AccuracyTable:
     """A lidsplit ground-truth table: a file in its JSON format, or the name of a shipped one."""
-    try:
-        from lidsplit.data import truth  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ImportError("accuracy table: the 'ground-truth' loader needs lidsplit.data.truth") from e
     p = Path(path)
     if p.is_file():
-        try:
-            gt = truth.Table(json.loads(p.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"accuracy table: {str(p)!r} is not valid JSON ({e})") from None
+        gt = parse_file(p, truth.Table, what="ground-truth table", remedy=_TABLE_REMEDY)
     elif p.suffix == "" and p.parent == Path("."):
         gt = truth.ground_truth(str(p))
     else:

@@ -1,7 +1,7 @@
 """Data for supernet training and evaluation, held in memory as normalised tensors.
 
 - ``digits()`` (default, ships with lidsplit), ``cifar10()`` / ``cifar100()`` (local files only),
-  ``synthetic()`` (seeded, for tests); ``load(name, **kw)`` picks one by name.
+  ``synthetic()`` (seeded, for tests); ``load(name, **kw)`` picks one by name from ``DATASETS``.
 - ``Dataset``: ``x`` (N, C, H, W) float32, ``y`` (N,) int64, ``num_classes``, ``in_channels``,
   ``image_size``. ``DataSplits``: fixed train / val / test ``Dataset`` s plus ``meta``.
 - ``TensorLoader``: seeded, resumable batching; ``DataSplits.loaders(...) -> DataLoaders``.
@@ -9,24 +9,24 @@
 - ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
 """
 
+from lidsplit.common.errors import DataNotFoundError
+from lidsplit.common.seeds import derive_seed  # re-exported here for one release
 from lidsplit.data.core import (
     DataLoaders,
     DataSplits,
     Dataset,
     TensorLoader,
-    derive_seed,
     stratified_split,
 )
 from lidsplit.data.datasets import (
-    DataNotFoundError,
     cifar10,
     cifar100,
     digits,
     find_cifar,
-    load,
     synthetic,
 )
 from lidsplit.data.distorted import distort_digits, hard_digits
+from lidsplit.data.registry import DATASETS, dataset_names, load, open_dataset
 from lidsplit.data.truth import TABLES, Table, TableEntry, ground_truth
 
 __all__ = [
@@ -41,6 +41,9 @@ __all__ = [
     "cifar100",
     "synthetic",
     "load",
+    "DATASETS",
+    "dataset_names",
+    "open_dataset",
     "find_cifar",
     "DataNotFoundError",
     "hard_digits",

@@ -13,7 +13,6 @@ run would have seen.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset as _TorchDataset
 
+from lidsplit.common.seeds import derive_seed  # re-exported here for one release
+
 __all__ = [
     "Dataset",
     "DataSplits",
@@ -31,12 +32,6 @@ __all__ = [
     "stratified_split",
     "derive_seed",
 ]
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed derived deterministically (platform- and run-independent) from ``parts``."""
-    text = "\x1f".join(repr(p) for p in parts).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 @dataclass(frozen=True, eq=False)

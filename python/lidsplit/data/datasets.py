@@ -43,15 +43,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lidsplit.data.core import DataSplits, Dataset, channel_stats, derive_seed, normalise, stratified_split
+from lidsplit.common.errors import DataNotFoundError
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import DataSplits, Dataset, channel_stats, normalise, stratified_split
 
-__all__ = ["digits", "cifar10", "cifar100", "synthetic", "load", "find_cifar", "DataNotFoundError"]
+__all__ = ["digits", "cifar10", "cifar100", "synthetic", "find_cifar", "DataNotFoundError"]
 
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The dataset files are not where lidsplit was told (or allowed) to look."""
 
 
 # ---- digits -------------------------------------------------------------------------------------
@@ -269,12 +267,3 @@ def _assemble(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, par
     mk = lambda idx: Dataset(xn[idx].contiguous(), y[idx].contiguous(), num_classes, name)  # noqa: E731
     meta = dict(meta, mean=mean, std=std, sizes=[int(tr.numel()), int(va.numel()), int(te.numel())])
     return DataSplits(mk(tr), mk(va), mk(te), name=name, meta=meta)
-
-
-def load(name: str, **kwargs: Any) -> DataSplits:
-    """``load('digits' | 'cifar10' | 'cifar100' | 'synthetic', **kwargs)``."""
-    fns = {"digits": digits, "cifar10": cifar10, "cifar100": cifar100, "synthetic": synthetic}
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in fns:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(fns)}")
-    return fns[key](**kwargs)

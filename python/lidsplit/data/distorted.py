@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lidsplit.data.core import DataSplits, Dataset, channel_stats, derive_seed, normalise, stratified_split
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import DataSplits, Dataset, channel_stats, normalise, stratified_split
 from lidsplit.data.datasets import load_digits_arrays
 
 __all__ = ["hard_digits", "distort_digits", "HARD_DIGITS_DEFAULTS"]

@@ -21,36 +21,172 @@ Keys of stage ``None`` (progress bars, threads) never change results and may dif
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "Field", "FIELDS", "STAGES", "defaults", "load_file", "merge", "validate",
-           "identity", "flag_of"]
+from lidsplit import spaces
+from lidsplit import split as _split
+from lidsplit.common.errors import ConfigError
+from lidsplit.data.registry import dataset_names
+from lidsplit.search.select import CRITERIA as SELECTIONS
+from lidsplit.search.strategies import STRATEGIES
+
+__all__ = ["ConfigError", "Field", "FIELDS", "STAGES", "SECTIONS", "Config", "defaults", "load_file", "merge",
+           "validate", "identity", "flag_of", "RunSection", "DataSection", "SpaceSection", "SplitSection",
+           "TrainSection", "SearchSection", "EvaluateSection", "ReportSection"]
 
 #: The pipeline's stages, in order.
 STAGES: tuple[str, ...] = ("split", "train", "search", "evaluate", "report")
 
-CRITERIA = ("lid", "gm", "gradnorm", "snip", "grasp", "synflow", "jacob_cov", "ntk", "linear_regions",
-            "exhaustive", "random")
+Choices = tuple[Any, ...] | Callable[[], tuple[Any, ...]]
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used: unknown key, wrong type or value, unreadable file, a change to a
-    finished stage."""
+def key(default: Any, help: str, stage: str | None, *, choices: Choices | None = None,
+        minimum: float | None = None, maximum: float | None = None, flag: str | None = None) -> Any:
+    """A config key of a section dataclass: its default, help, the stage whose results it changes
+    (``None``: none), allowed values (``choices``: a tuple, or a function reading a registry),
+    bounds (those the engine accepts) and its command-line flag (default ``--key``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "stage": stage, "choices": choices,
+                                                        "minimum": minimum, "maximum": maximum, "flag": flag})
+
+
+# ---- the schema: one dataclass per section; FIELDS, flags, validation and defaults derive from it -------
+
+
+@dataclass(frozen=True)
+class RunSection:
+    seed: int = key(0, "seed of everything: data split, initial weights, sampling, search", "split")
+    device: str = key("cpu", "cpu, cuda, or auto (cuda when available)", None, choices=("cpu", "cuda", "auto"))
+    threads: int = key(0, "CPU threads for torch (0: torch's default)", None, minimum=0)
+    progress: bool = key(True, "show progress bars", None)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    name: str = key("digits", "digits (ships with lidsplit), hard_digits (the ground-truth task), cifar10, cifar100, "
+                    "synthetic (random images, for tests)", "split", choices=dataset_names, flag="--data")
+    path: str | None = key(None, "CIFAR directory (else LIDSPLIT_CIFAR10 / LIDSPLIT_CIFAR100 / LIDSPLIT_DATA)",
+                           "split", flag="--data-path")
+    # BatchNorm needs two images per batch in training
+    batch_size: int = key(64, "batch size of all training and evaluation", "split", minimum=2)
+
+
+@dataclass(frozen=True)
+class SpaceSection:
+    name: str = key("nb201", "built-in search space", "split", choices=lambda: tuple(spaces.SPACES), flag="--space")
+    channels: int = key(8, "NB201 supernet width C", "split", minimum=1)
+    cells: int = key(1, "NB201 cells per stage N", "split", minimum=1)
+
+
+@dataclass(frozen=True)
+class SplitSection:
+    criterion: str = key("lid", "splitting criterion", "split", choices=lambda: tuple(_split.CRITERIA))
+    rounds: int = key(2, "rounds of 2-way splits (2^rounds sub-supernets)", "split", minimum=1)
+    warmup_epochs: int = key(4, "supernet training before each split", "split", minimum=0)
+    finetune_epochs: int = key(4, "training of the leaves after the last split", "split", minimum=0)
+    restart: bool = key(False, "re-initialise the leaves before fine-tuning (GM-NAS)", "split")
+    batches: int = key(8, "scoring batches R per edge", "split", minimum=1)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Training hyper-parameters of every training of the split; ``epochs``: the train stage's."""
+
+    optimizer: str = key("sgd", "sgd (nesterov momentum) or adam", "split", choices=("sgd", "adam"))
+    lr: float = key(0.025, "initial learning rate (cosine decay to lr_min)", "split", minimum=0.0)
+    lr_min: float = key(0.001, "final learning rate", "split", minimum=0.0)
+    momentum: float = key(0.9, "SGD momentum", "split", minimum=0.0)
+    weight_decay: float = key(5e-4, "L2 weight decay", "split", minimum=0.0)
+    grad_clip: float | None = key(5.0, "max gradient norm (omit / null: no clipping)", "split", minimum=0.0)
+    epochs: int = key(0, "the train stage: more fine-tuning epochs for every leaf (0: none)", "train", minimum=0,
+                      flag="--train-epochs")
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """The search; keys named like a strategy's parameters reach it (``lidsplit.search.make_strategy``)."""
+
+    strategy: str = key("evolution", "evolution (NAS-LID), aging (regularized evolution), random", "search",
+                        choices=lambda: tuple(STRATEGIES))
+    per_leaf: bool = key(False, "one search per leaf instead of one over the whole tree", "search")
+    population: int = key(50, "evolution / aging: population size", "search", minimum=1)
+    keep: int = key(10, "evolution: parents kept per generation", "search", minimum=1)
+    n_crossover: int = key(20, "evolution: children by crossover", "search", minimum=0)
+    n_mutation: int = key(20, "evolution: children by mutation", "search", minimum=0)
+    crossover_prob: float = key(0.1, "evolution: per-edge crossover probability", "search", minimum=0.0, maximum=1.0)
+    mutation_prob: float = key(0.1, "evolution: per-edge mutation probability", "search", minimum=0.0, maximum=1.0)
+    generations: int = key(10, "evolution: generations", "search", minimum=1)
+    sample_size: int = key(10, "aging: tournament size", "search", minimum=1)
+    cycles: int = key(200, "aging: evaluations after the initial population", "search", minimum=0)
+    samples: int = key(200, "random: architectures drawn", "search", minimum=1)
+    calib_batches: int = key(10, "BatchNorm recalibration batches per evaluation", "search", minimum=1)
+    max_batches: int | None = key(None, "validation batches per evaluation (omit: all)", "search", minimum=1)
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    select: str = key("val_acc", "final choice across leaves: val_acc, val_loss, successive_halving", "evaluate",
+                      choices=lambda: tuple(SELECTIONS))
+    scratch_epochs: int = key(20, "train the final architecture from scratch for this many epochs and report its "
+                              "test accuracy (0: skip)", "evaluate", minimum=0)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    lid_archs: int = key(4, "architectures per leaf for the leaves' LID profiles", "report", minimum=1)
+    lid_batch: int = key(256, "images in the LID profiles' batch (more than lid_k)", "report", minimum=3)
+    # the MLE of LID needs two neighbours (lidsplit.ops.lid_mle refuses k < 2)
+    lid_k: int = key(20, "neighbours k of the LID estimate", "report", minimum=2)
+    dpi: int = key(120, "PNG resolution", "report", minimum=30)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved pipeline config, typed: ``config.split.criterion``. ``Config.from_dict`` /
+    ``to_dict`` convert from / to the ``{section: {key: value}}`` form of files and flags."""
+
+    run: RunSection = dataclasses.field(default_factory=RunSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    space: SpaceSection = dataclasses.field(default_factory=SpaceSection)
+    split: SplitSection = dataclasses.field(default_factory=SplitSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    search: SearchSection = dataclasses.field(default_factory=SearchSection)
+    evaluate: EvaluateSection = dataclasses.field(default_factory=EvaluateSection)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Mapping[str, Any]], source: str = "") -> Config:
+        """A complete, checked config from a (possibly partial) mapping over the defaults."""
+        full = merge(defaults(), validate(raw, source))
+        return cls(**{f.name: _SECTION_TYPES[f.name](**full[f.name]) for f in dataclasses.fields(cls)})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
+
+    def identity(self, stage: str) -> dict[str, Any]:
+        return identity(self.to_dict(), stage)
+
+
+_SECTION_TYPES: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type]
+                                   for f in dataclasses.fields(Config)}
 
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: ``section.key`` of ``type`` (``int``, ``float``, ``bool``, ``str``), ``None``
-    allowed when ``optional``; ``choices`` / ``minimum`` bound it; ``stage`` is the stage whose results it
-    changes (``None``: none); ``flag`` the command-line flag (default ``--key`` with ``_`` -> ``-``)."""
+    """One config key, derived from its section dataclass: ``section.key`` of ``type`` (``int``,
+    ``float``, ``bool``, ``str``), ``None`` allowed when ``optional``; ``choices`` / ``minimum`` /
+    ``maximum`` bound it; ``stage`` is the stage whose results it changes (``None``: none); ``flag`` the
+    command-line flag (default ``--key`` with ``_`` -> ``-``)."""
 
     section: str
     key: str
@@ -58,8 +194,9 @@ class Field:
     default: Any
     help: str
     stage: str | None
-    choices: tuple[Any, ...] | None = None
+    choices_of: Choices | None = None
     minimum: float | None = None
+    maximum: float | None = None
     optional: bool = False
     flag: str | None = None
 
@@ -67,73 +204,27 @@ class Field:
     def name(self) -> str:
         return f"{self.section}.{self.key}"
 
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values, read from the registry now (a criterion registered later counts)."""
+        c = self.choices_of
+        return c() if callable(c) else c
 
-def _f(section: str, key: str, typ: type, default: Any, help: str, stage: str | None, **kw: Any) -> Field:
-    return Field(section, key, typ, default, help, stage, **kw)
+
+def _fields_of(section: str, cls: type) -> list[Field]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        t, optional = hints[f.name], False
+        if isinstance(t, types.UnionType):  # X | None
+            (t,), optional = [a for a in typing.get_args(t) if a is not type(None)], True
+        m = f.metadata
+        out.append(Field(section, f.name, t, f.default, m["help"], m["stage"], m["choices"], m["minimum"],
+                         m["maximum"], optional, m["flag"]))
+    return out
 
 
-FIELDS: tuple[Field, ...] = (
-    # run
-    _f("run", "seed", int, 0, "seed of everything: data split, initial weights, sampling, search", "split"),
-    _f("run", "device", str, "cpu", "cpu, cuda, or auto (cuda when available)", None, choices=("cpu", "cuda", "auto")),
-    _f("run", "threads", int, 0, "CPU threads for torch (0: torch's default)", None, minimum=0),
-    _f("run", "progress", bool, True, "show progress bars", None),
-    # data
-    _f("data", "name", str, "digits", "digits (ships with lidsplit), hard_digits (the ground-truth task), "
-       "cifar10, cifar100", "split", choices=("digits", "hard_digits", "cifar10", "cifar100"), flag="--data"),
-    _f("data", "path", str, None, "CIFAR directory (else LIDSPLIT_CIFAR10 / LIDSPLIT_CIFAR100 / LIDSPLIT_DATA)",
-       "split", optional=True, flag="--data-path"),
-    _f("data", "batch_size", int, 64, "batch size of all training and evaluation", "split", minimum=1),
-    # space
-    _f("space", "name", str, "nb201", "built-in search space", "split", choices=("nb201", "darts", "mobilenet"),
-       flag="--space"),
-    _f("space", "channels", int, 8, "NB201 supernet width C", "split", minimum=1),
-    _f("space", "cells", int, 1, "NB201 cells per stage N", "split", minimum=1),
-    # split
-    _f("split", "criterion", str, "lid", "splitting criterion", "split", choices=CRITERIA),
-    _f("split", "rounds", int, 2, "rounds of 2-way splits (2^rounds sub-supernets)", "split", minimum=1),
-    _f("split", "warmup_epochs", int, 4, "supernet training before each split", "split", minimum=0),
-    _f("split", "finetune_epochs", int, 4, "training of the leaves after the last split", "split", minimum=0),
-    _f("split", "restart", bool, False, "re-initialise the leaves before fine-tuning (GM-NAS)", "split"),
-    _f("split", "batches", int, 8, "scoring batches R per edge", "split", minimum=1),
-    # training hyper-parameters (every training of the split; the train stage's epochs)
-    _f("train", "optimizer", str, "sgd", "sgd (nesterov momentum) or adam", "split", choices=("sgd", "adam")),
-    _f("train", "lr", float, 0.025, "initial learning rate (cosine decay to lr_min)", "split", minimum=0.0),
-    _f("train", "lr_min", float, 0.001, "final learning rate", "split", minimum=0.0),
-    _f("train", "momentum", float, 0.9, "SGD momentum", "split", minimum=0.0),
-    _f("train", "weight_decay", float, 5e-4, "L2 weight decay", "split", minimum=0.0),
-    _f("train", "grad_clip", float, 5.0, "max gradient norm (omit / null: no clipping)", "split", optional=True,
-       minimum=0.0),
-    _f("train", "epochs", int, 0, "the train stage: more fine-tuning epochs for every leaf (0: none)", "train",
-       minimum=0, flag="--train-epochs"),
-    # search
-    _f("search", "strategy", str, "evolution", "evolution (NAS-LID), aging (regularized evolution), random",
-       "search", choices=("evolution", "aging", "random")),
-    _f("search", "per_leaf", bool, False, "one search per leaf instead of one over the whole tree", "search"),
-    _f("search", "population", int, 50, "evolution / aging: population size", "search", minimum=1),
-    _f("search", "keep", int, 10, "evolution: parents kept per generation", "search", minimum=1),
-    _f("search", "n_crossover", int, 20, "evolution: children by crossover", "search", minimum=0),
-    _f("search", "n_mutation", int, 20, "evolution: children by mutation", "search", minimum=0),
-    _f("search", "crossover_prob", float, 0.1, "evolution: per-edge crossover probability", "search", minimum=0.0),
-    _f("search", "mutation_prob", float, 0.1, "evolution: per-edge mutation probability", "search", minimum=0.0),
-    _f("search", "generations", int, 10, "evolution: generations", "search", minimum=1),
-    _f("search", "sample_size", int, 10, "aging: tournament size", "search", minimum=1),
-    _f("search", "cycles", int, 200, "aging: evaluations after the initial population", "search", minimum=0),
-    _f("search", "samples", int, 200, "random: architectures drawn", "search", minimum=1),
-    _f("search", "calib_batches", int, 10, "BatchNorm recalibration batches per evaluation", "search", minimum=1),
-    _f("search", "max_batches", int, None, "validation batches per evaluation (omit: all)", "search",
-       optional=True, minimum=1),
-    # evaluate
-    _f("evaluate", "select", str, "val_acc", "final choice across leaves: val_acc, val_loss, successive_halving",
-       "evaluate", choices=("val_acc", "val_loss", "successive_halving")),
-    _f("evaluate", "scratch_epochs", int, 20, "train the final architecture from scratch for this many epochs "
-       "and report its test accuracy (0: skip)", "evaluate", minimum=0),
-    # report
-    _f("report", "lid_archs", int, 4, "architectures per leaf for the leaves' LID profiles", "report", minimum=1),
-    _f("report", "lid_batch", int, 256, "images in the LID profiles' batch", "report", minimum=2),
-    _f("report", "lid_k", int, 20, "neighbours k of the LID estimate", "report", minimum=1),
-    _f("report", "dpi", int, 120, "PNG resolution", "report", minimum=30),
-)
+FIELDS: tuple[Field, ...] = tuple(f for s, cls in _SECTION_TYPES.items() for f in _fields_of(s, cls))
 
 _BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS))
@@ -178,6 +269,8 @@ def _check(field: Field, value: Any, source: str) -> Any:
                           f"got {value!r}{where}")
     if field.minimum is not None and value < field.minimum:
         raise ConfigError(f"config: {field.name} must be >= {field.minimum:g}, got {value!r}{where}")
+    if field.maximum is not None and value > field.maximum:
+        raise ConfigError(f"config: {field.name} must be <= {field.maximum:g}, got {value!r}{where}")
     return value
 
 
@@ -210,14 +303,19 @@ def validate(raw: Mapping[str, Any], source: str = "") -> dict[str, dict[str, An
 
 
 def _check_combination(cfg: Mapping[str, Mapping[str, Any]], source: str) -> None:
-    s = cfg["search"]
+    """The rules between keys (each one a rule of the engine, checked before anything runs)."""
+    where = f" (from {source})" if source else ""
+    s, r = cfg["search"], cfg["report"]
     if s["strategy"] == "evolution" and s["keep"] + s["n_crossover"] + s["n_mutation"] > s["population"]:
         raise ConfigError(f"config: search.keep + search.n_crossover + search.n_mutation = "
                           f"{s['keep'] + s['n_crossover'] + s['n_mutation']} exceeds search.population = "
-                          f"{s['population']}" + (f" (from {source})" if source else ""))
-    for key in ("crossover_prob", "mutation_prob"):
-        if s[key] > 1.0:
-            raise ConfigError(f"config: search.{key} must be <= 1, got {s[key]!r}")
+                          f"{s['population']}{where}")
+    if s["strategy"] == "aging" and s["sample_size"] > s["population"]:
+        raise ConfigError(f"config: search.sample_size = {s['sample_size']} exceeds search.population = "
+                          f"{s['population']}{where}")
+    if r["lid_batch"] <= r["lid_k"]:
+        raise ConfigError(f"config: report.lid_batch = {r['lid_batch']} must exceed report.lid_k = {r['lid_k']} "
+                          f"(LID with k neighbours needs more than k images){where}")
 
 
 def merge(base: Mapping[str, Mapping[str, Any]], *overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -39,9 +39,20 @@ from lidsplit.search.select import (
     successive_halving,
     train_from_scratch,
 )
-from lidsplit.search.strategies import Evolution, PerLeaf, RandomSearch, RegularizedEvolution, Strategy, rank_key
+from lidsplit.search.strategies import (
+    STRATEGIES,
+    Evolution,
+    PerLeaf,
+    RandomSearch,
+    RegularizedEvolution,
+    Strategy,
+    make_strategy,
+    rank_key,
+)
 
 __all__ = [
+    "STRATEGIES",
+    "make_strategy",
     "AskTell",
     "CRITERIA",
     "Evolution",

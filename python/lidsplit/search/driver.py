@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lidsplit._io import atomic_write_text
+from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.io import atomic_write_text
+from lidsplit.common.rundir import StateFormat, jsonable_identity
+from lidsplit.common.progress import progress_bar
 from lidsplit.search.evaluator import Result
 from lidsplit.search.strategies import Strategy, rank_key
 from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch
-from lidsplit.train._util import progress_bar
 
 __all__ = ["AskTell", "HistoryError", "Record", "SearchResult", "run_search", "Oracle"]
 
@@ -43,8 +45,12 @@ VERSION = 1
 Oracle = Mapping[tuple[int, ...], float] | Callable[[tuple[int, ...]], float]
 
 
-class HistoryError(RuntimeError):
+class HistoryError(RunMismatchError):
     """A history file that cannot be resumed by this search (another search's, or not a history)."""
+
+
+#: The history file's header (format, version) and refusals (``lidsplit.common.rundir``).
+HISTORY = StateFormat(FORMAT, VERSION, "search history", HistoryError)
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class Record:
                        None if d["leaf"] is None else int(d["leaf"]), int(d["n"]), bool(d["asked"]),
                        bool(d["reused"]), int(d["asks_before"]), dict(d.get("meta") or {}))
         except (KeyError, TypeError, ValueError) as e:
-            raise HistoryError(f"search history: malformed entry {dict(d)!r} ({e!r})") from None
+            raise HistoryError(f"search history: malformed entry {d!r} ({e!r})") from None
 
 
 def _best(records: Sequence[Record]) -> Record | None:
@@ -172,11 +178,11 @@ class AskTell:
         self.path = Path(history) if history is not None else None
         self.save_every = save_every
         # normalised through JSON so that it compares equal to the copy read back from a history file
-        self.identity: dict[str, Any] = json.loads(json.dumps({
+        self.identity: dict[str, Any] = jsonable_identity({
             "space": strategy.domain.space.to_json(),
             "strategy": strategy.config(),
             "evaluator": None if evaluator_config is None else dict(evaluator_config),
-        }))
+        })
         self._oracle = oracle
         self.records: list[Record] = []
         self.oracle_values: list[float | None] | None = None if oracle is None else []
@@ -187,7 +193,7 @@ class AskTell:
         self._unsaved = 0
         if self.path is not None:
             if self.path.exists():
-                self._replay(self._read(self.path))
+                self._replay(HISTORY.read(self.path))
             elif not self.path.parent.is_dir():
                 raise FileNotFoundError(f"AskTell: history directory {self.path.parent} does not exist")
 
@@ -264,17 +270,15 @@ class AskTell:
     def to_json(self) -> dict[str, Any]:
         res = self.result()
         best = res.best
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "identity": self.identity,
-            "finished": res.finished,
-            "evaluations": res.evaluations,
-            "best": None if best is None else best.to_json(),
-            "picks": [p.to_json() for p in res.picks().values()],
-            "records": [r.to_json() for r in self.records],
-            "oracle": self.oracle_values,
-        }
+        return HISTORY.header(
+            self.identity,
+            finished=res.finished,
+            evaluations=res.evaluations,
+            best=None if best is None else best.to_json(),
+            picks=[p.to_json() for p in res.picks().values()],
+            records=[r.to_json() for r in self.records],
+            oracle=self.oracle_values,
+        )
 
     def save(self) -> Path | None:
         """Write the history now (atomically); returns its path (None without one)."""
@@ -288,27 +292,16 @@ class AskTell:
         if self._unsaved and (self._unsaved >= self.save_every or final or self.strategy.finished):
             self.save()
 
-    @staticmethod
-    def _read(path: Path) -> dict[str, Any]:
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            raise HistoryError(f"{path} exists but is not a lidsplit search history ({e!r}); refusing to resume from "
-                               "it or overwrite it: pass another path or remove the file") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise HistoryError(f"{path} exists but is not a lidsplit search history; refusing to resume from it or "
-                               "overwrite it: pass another path or remove the file")
-        if d.get("version") != VERSION:
-            raise HistoryError(f"{path}: search history version {d.get('version')!r} is not supported ({VERSION})")
-        return d
-
     def _replay(self, d: dict[str, Any]) -> None:
-        if d.get("identity") != self.identity:
-            diffs = [k for k in self.identity if (d.get("identity") or {}).get(k) != self.identity[k]]
-            raise HistoryError(f"{self.path} belongs to another search (differs in {diffs}); refusing to resume from "
-                               "it or overwrite it")
-        records = [Record.from_json(e) for e in d.get("records", [])]
+        HISTORY.refuse_changed(self.path, d.get("identity"), self.identity, whose="another search")
+        raw = d.get("records", [])
+        if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
+            raise HistoryError(f"{self.path}: damaged search history ('records' is not a list of entries); "
+                               f"{HISTORY.remedy}")
+        try:
+            records = [Record.from_json(e) for e in raw]
+        except HistoryError as e:
+            raise HistoryError(f"{self.path}: damaged search history: {e}; {HISTORY.remedy}") from None
         stored_oracle = d.get("oracle")
         out: list[Arch] = []
         for i, rec in enumerate(records):
@@ -324,12 +317,18 @@ class AskTell:
                     raise HistoryError(f"{self.path}: record {i} ({rec.arch}) does not replay: the strategy proposed "
                                        f"{out} instead (the history was written by another search or version)")
                 out.remove(rec.arch)
-            self.strategy.tell(rec.arch, rec.result)
+            try:
+                self.strategy.tell(rec.arch, rec.result)
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                raise HistoryError(f"{self.path}: record {i} does not replay ({e}); {HISTORY.remedy}") from None
             self.records.append(rec)
             self._memo.setdefault(rec.arch, rec.result)
             if self.oracle_values is not None:
                 self.oracle_values.append(self._lookup_oracle(rec.arch))
         if self.oracle_values is None and isinstance(stored_oracle, list) and len(stored_oracle) == len(records):
+            if not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in stored_oracle):
+                raise HistoryError(f"{self.path}: damaged search history ('oracle' holds non-numbers); "
+                                   f"{HISTORY.remedy}")
             self.oracle_values = [None if v is None else float(v) for v in stored_oracle]
         self._reissue = deque(out)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lidsplit.data.core import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch, search_space
 from lidsplit.train.evaluate import evaluate_arch

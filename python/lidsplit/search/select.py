@@ -36,14 +36,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lidsplit._io import atomic_write_text
-from lidsplit.data.core import derive_seed
+from lidsplit.common.errors import ConfigError
+from lidsplit.common.io import atomic_write_text, read_json
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.rundir import diff_identity, jsonable_identity
+from lidsplit.common.seeds import derive_seed
 from lidsplit.search.driver import Record, SearchResult
 from lidsplit.search.evaluator import LeafEvaluator, Result
 from lidsplit.search.strategies import rank_key
 from lidsplit.supernet import Arch, SubSupernet, materialize, search_space
 from lidsplit.train import evaluate_arch, reinitialize, train_subsupernet
-from lidsplit.train._util import progress_bar
 
 __all__ = ["TrainFn", "Selection", "ScratchResult", "successive_halving", "select_final", "train_from_scratch",
            "scratch_train_fn", "CRITERIA"]
@@ -311,10 +313,12 @@ def scratch_train_fn(
         setup = {"hparams": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                              for k, v in sorted(hparams.items())}}
         if results_path.exists():
-            saved = json.loads(results_path.read_text())
-            if saved.get("setup") != setup:
-                raise ValueError(f"scratch_train_fn: {results_path} was written with other settings "
-                                 f"({saved.get('setup')}, now {setup}); use another work_dir")
+            saved = read_json(results_path, what="successive-halving results file",
+                              remedy="delete it (its trainings will be repeated) or use another work_dir")
+            problems = diff_identity(saved.get("setup") if isinstance(saved, dict) else None, jsonable_identity(setup))
+            if problems:
+                raise ConfigError(f"scratch_train_fn: {results_path} was written with other settings; use another "
+                                  "work_dir. Differences:\n  " + "\n  ".join(problems))
             done = saved["results"]
 
     def train_fn(arch: Arch, epochs: int, seed: int) -> tuple[float, float]:

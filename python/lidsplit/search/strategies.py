@@ -21,6 +21,7 @@ proposal, a warm start): it joins the evaluated pool (Evolution) or the populati
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -29,12 +30,13 @@ from typing import Any
 
 import torch
 
-from lidsplit.data.core import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.search.evaluator import Result
 from lidsplit.split.tree import SplitTree
 from lidsplit.supernet import Arch, SearchSpace, SubSupernet
 
-__all__ = ["Strategy", "Evolution", "RegularizedEvolution", "RandomSearch", "PerLeaf", "rank_key", "domain_of"]
+__all__ = ["Strategy", "Evolution", "RegularizedEvolution", "RandomSearch", "PerLeaf", "rank_key", "domain_of",
+           "STRATEGIES", "make_strategy"]
 
 # Enumerate the not-yet-seen architectures of a domain (to finish a deduplicated draw) only below this size.
 _ENUMERATE_LIMIT = 1 << 16
@@ -432,6 +434,24 @@ class RandomSearch(Strategy):
     def finished(self) -> bool:
         return not self._meta and (self._stop or self.asked >= self.samples
                                    or (self.unique and len(self.seen) >= self.domain.size))
+
+
+#: The strategies by name (the pipeline's ``search.strategy`` choices). To add one: subclass
+#: :class:`Strategy` with keyword-only parameters and add it here; a config key of the same name as a
+#: parameter reaches it.
+STRATEGIES: dict[str, type[Strategy]] = {"evolution": Evolution, "aging": RegularizedEvolution, "random": RandomSearch}
+
+
+def make_strategy(name: str, domain: SubSupernet | SearchSpace | SplitTree, *, seed: int = 0,
+                  **params: Any) -> Strategy:
+    """The strategy ``name`` of :data:`STRATEGIES` on ``domain``, given those of ``params`` its constructor
+    takes (a config section holds every strategy's keys; the others are ignored)."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown search strategy {name!r}; choose from {sorted(STRATEGIES)}") from None
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(domain, seed=seed, **{k: v for k, v in params.items() if k in accepted and k != "seed"})
 
 
 class PerLeaf(Strategy):

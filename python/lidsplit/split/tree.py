@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lidsplit._io import atomic_write, atomic_write_text
+from lidsplit._io import atomic_write_text
 from lidsplit.supernet import SearchSpace, SubSupernet
 
 __all__ = ["SplitNode", "SplitTree"]
@@ -327,43 +327,10 @@ class SplitTree:
     def plot(self, path: str | os.PathLike[str], *, title: str | None = None, dpi: int = 150) -> Path:
         """Draw the tree to an image file (format from the suffix). Needs matplotlib (``lidsplit[plot]``).
 
-        Each box shows the node id, its size and the ops kept on the edge its parent split.
+        Each box shows the node id, its size and the ops kept on the edge its parent split. The drawing
+        is :func:`lidsplit.report.plotting.draw_split_tree` (the one plotting place).
         """
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError as e:
-            raise ImportError(
-                "SplitTree.plot needs matplotlib: pip install 'lidsplit[plot]' (or pip install matplotlib); "
-                "str(tree) gives a text rendering without it"
-            ) from e
-        xs, depth = self.layout()
-        max_d = max(depth.values())
-        nleaves = len(self.leaves())
-        fig = Figure(figsize=(max(4.0, 2.2 * nleaves), max(2.5, 1.6 * (max_d + 1))))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.set_axis_off()
-        for n in self.nodes:
-            for c in n.children:
-                ax.plot([xs[n.id], xs[c]], [-depth[n.id], -depth[c]], color="0.5", lw=1, zorder=1)
-        for n in self.nodes:
-            if n.parent is None:
-                label = f"[{n.id}] root\n{n.size} archs"
-            else:
-                p = self.nodes[n.parent]
-                e = self.space.edges[p.edge]  # type: ignore[index]
-                ops = ",".join(e.ops[a] for a in n.sub.enabled(p.edge))  # type: ignore[arg-type]
-                label = f"[{n.id}] {e.label}\n{{{ops}}}\n{n.size} archs"
-            ax.text(xs[n.id], -depth[n.id], label, ha="center", va="center", fontsize=7, zorder=2,
-                    bbox={"boxstyle": "round", "fc": "#e8f0fe" if n.is_leaf else "white", "ec": "0.3"})
-        ax.set_xlim(-0.7, nleaves - 0.3)
-        ax.set_ylim(-max_d - 0.6, 0.6)
-        if title:
-            ax.set_title(title)
-        fig.tight_layout()
-        path = Path(path)
-        fmt = path.suffix.lstrip(".").lower() or "png"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), binary=True)  # no half-written image
-        return path
+        from lidsplit.report.plotting import draw_split_tree  # the plotting place sits above split
+
+        return draw_split_tree(self, path, title=title, dpi=dpi)
 

@@ -1,0 +1,46 @@
+"""The split stage: NAS-LID / GM-NAS / ... split of the built-in supernet, leaves fine-tuned (``out/split``)."""
+
+from __future__ import annotations
+
+import time
+
+import lidsplit
+from lidsplit.common.errors import ConfigError, RunMismatchError
+from lidsplit.common.rundir import StateFormat
+from lidsplit.pipeline.stages.base import Stage
+from lidsplit.split.run import FORMAT, VERSION, SplitRunError
+from lidsplit.split.tree import SplitTree
+
+#: The split run's state file (``out/split/run.json``), read to tell whether the run finished.
+SPLIT_RUN = StateFormat(FORMAT, VERSION, "split-run state file", RunMismatchError,
+                        remedy="delete the run directory's split/ folder to split again")
+
+
+class SplitStage(Stage):
+    name = "split"
+
+    def has_results(self) -> bool:
+        return (self.dir / "run.json").exists()
+
+    def done(self) -> bool:
+        return (self.has_results() and SPLIT_RUN.read(self.dir / "run.json").get("status") == "done"
+                and self.pipe.tree_or_none() is not None)
+
+    def result(self) -> SplitTree:
+        return self.pipe.tree
+
+    def run(self) -> SplitTree:
+        p, cfg = self.pipe, self.pipe.config
+        t0 = time.perf_counter()
+        try:
+            tree = lidsplit.run_split(
+                p.build_model(), p.data, cfg.split.criterion, cfg.split.rounds,
+                warmup_epochs=cfg.split.warmup_epochs, finetune_epochs=cfg.split.finetune_epochs,
+                restart=cfg.split.restart, train=p.train_hparams(), batch_size=cfg.data.batch_size,
+                batches=cfg.split.batches, seed=p.seed, run_dir=self.dir, progress=p.progress,
+            )
+        except SplitRunError as e:
+            raise ConfigError(str(e)) from e
+        p.set_tree(tree)
+        p.log(f"split: {len(tree.leaves())} sub-supernets ({time.perf_counter() - t0:.0f} s)")
+        return tree
