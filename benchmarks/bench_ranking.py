@@ -17,17 +17,27 @@ Methods
     the first unsplit edge), R = ``--batches`` scoring batches per node, no restart (the leaves go on from
     their parent's weights: with a few epochs per leaf a GM-NAS restart would train them from scratch).
 
-Training budget (``--epochs B``): the total number of supernet epochs summed over every node that is
-trained, one epoch = one pass over the training images at ``--batch-size`` (9,010 digits images at 64:
-141 optimiser steps, one sampled path per step), so every method takes the same number of optimiser
-steps, ``B * 141``. One-shot: B epochs on the root. A split tree with ``n_L`` leaves and ``n_1``
-intermediate nodes: leaves ``f = max(1, floor(B / 2 / n_L))`` epochs each, intermediate nodes
-``w1 = max(1, floor((B - n_L f) / 4 / n_1))`` each, the root gets the rest, ``W = B - n_L f - n_1 w1``
-(before its split). B = 20: lid / gm / random: W = 10, w1 = 1 (x2), f = 2 (x4); exhaustive: W = 10,
-f = 2 (x5). The split criterion's scoring (forward passes / gradients on R batches per candidate edge)
-is not training and is not counted in the budget; its wall time is reported separately. Every stage
-has its own cosine learning-rate schedule (``TrainConfig`` defaults: SGD lr 0.025 -> 0.001, momentum 0.9,
-nesterov, weight decay 5e-4, grad clip 5), as ``lidsplit split`` does.
+Training protocol (``--preset``, ``--epochs E``; :mod:`lidsplit.split.schedule`). ``equal-budget`` (the
+default, the first version's setting): the total number of supernet-epochs summed over every trained node
+is ``E`` for every method (one epoch = one pass over the training images at ``--batch-size``: 9,010
+digits images at 64 are 141 optimiser steps, one sampled path per step); B = 20: lid / gm / random:
+root 10, 2 level-1 nodes x 1, 4 leaves x 2; exhaustive: root 10, 5 leaves x 2; every stage its own
+cosine. Other presets (``split-finetune``, ``nas-lid``, ``nas-lid-code``, ``gm-nas``, ``few-shot``) follow
+the papers' protocols and cost more than ``E``; beside them run the two one-shot controls:
+``one-shot-path`` (one-shot trained for the protocol's epochs per path) and ``one-shot-total`` (one-shot
+trained for the protocol's total epochs, i.e. the same compute). One-shot runs are shared between
+protocols (rows ``one-shot`` = E epochs, ``one-shot-e<N>``). ``--split-kw`` overrides ``run_split``
+arguments for an ablation, named by ``--label`` (e.g. ``'{"lr_schedule": "continued"}' --label cont``).
+The split criterion's scoring (forward passes / gradients on R batches per candidate edge) is not
+training and is not counted; its wall time is reported separately. Training: ``TrainConfig`` defaults
+(SGD lr 0.025 -> 0.001, momentum 0.9, nesterov, weight decay 5e-4, grad clip 5).
+
+Beside Kendall / Spearman over all architectures and the top sets, a split row reports the tau inside
+its leaves (pair-weighted), the one-shot reference's tau inside the same leaves (``one-shot-path`` if
+run, else ``one-shot``), and the overall tau after replacing each leaf's mean prediction by the
+reference's mean over the leaf (a calibration across leaves that needs no truth) or by the leaf's true
+mean (an upper bound of any such calibration): together they say how much of a split tree's ranking is
+lost inside the leaves and how much between them.
 
 Prediction vs truth (nb201_digits). The table scores standalone networks on 20,128 test images in 5 folds
 by source digit (``benchmarks/ground_truth``). The supernet predicts on test folds 0-1 (8,064 images);
@@ -52,6 +62,9 @@ a results file of another configuration is refused. ``<results-dir>/summary.json
 Usage::
 
     python benchmarks/bench_ranking.py --seeds 0 1 2 --epochs 20 --results-dir benchmarks/ranking/results
+    python benchmarks/bench_ranking.py --preset split-finetune --methods lid one-shot-path one-shot-total \
+        --seeds 0 1 2 3 4 --results-dir benchmarks/ranking/results   # a protocol beside its controls
+    python benchmarks/bench_ranking.py --truth <table> ...   # another shipped ground truth
     python benchmarks/bench_ranking.py --quick          # tiny smoke setting (seconds)
 
 Measured numbers: benchmarks/ranking/README.md.
@@ -449,6 +462,25 @@ def within_leaf_tau(rec: Mapping[str, Any], truth: Mapping[tuple[int, ...], floa
     return num / den if den else math.nan
 
 
+def offset_taus(rec: Mapping[str, Any], truth: Mapping[tuple[int, ...], float],
+                ref: Mapping[str, Any]) -> dict[str, float]:
+    """Kendall tau of ``rec``'s predictions after replacing each leaf's mean prediction: ``calibrated``
+    with the mean that ``ref`` (a one-shot record of the same seed) predicts for the leaf's architectures
+    (a calibration across leaves that needs no truth), ``oracle`` with the leaf's mean TRUE accuracy (an
+    upper bound of any offset calibration: what is left is the within-leaf ranking)."""
+    names = list(rec["predictions"])
+    p = np.array([rec["predictions"][n]["acc"] for n in names], dtype=np.float64)
+    q = np.array([ref["predictions"][n]["acc"] for n in names], dtype=np.float64)
+    t = np.array([truth[from_nb201_string(n)] for n in names], dtype=np.float64)
+    leaf = np.array([rec["predictions"][n]["leaf"] for n in names])
+    cal, orc = p.copy(), p.copy()
+    for lf in np.unique(leaf):
+        m = leaf == lf
+        cal[m] += q[m].mean() - p[m].mean()
+        orc[m] += t[m].mean() - p[m].mean()
+    return {"calibrated": kendall_tau(cal.tolist(), t.tolist()), "oracle": kendall_tau(orc.tolist(), t.tolist())}
+
+
 def _stat(vals: list[float]) -> tuple[float, float]:
     v = [x for x in vals if not math.isnan(x)]
     if not v:
@@ -487,6 +519,9 @@ def summarize(records: list[dict[str, Any]], rows: Sequence[str],
             entry["within_leaf_kendall_one_shot"] = {
                 t: dict(zip(("mean", "std"), _stat([within_leaf_tau(r, truths[t], o) for r, o in shared])))
                 for t in truths}
+            entry["offsets"] = {t: {k: dict(zip(("mean", "std"), _stat([offset_taus(r, truths[t], o)[k]
+                                                                       for r, o in shared])))
+                                    for k in ("calibrated", "oracle")} for t in truths}
         entry["timings"] = {k: dict(zip(("mean", "std"), _stat([r["timings"][k] for r in rs])))
                             for k in ("train", "score", "predict", "total")}
         entry["mean_predicted_acc"] = dict(zip(("mean", "std"), _stat([r["mean_predicted_acc"] for r in rs])))
@@ -498,8 +533,8 @@ def render(summary: Mapping[str, Any], truth: str, kind: str = "correlations") -
     """A markdown table of mean ± std per method for one truth."""
     subs = [("all", "all")] + [(f"top{100 * t:g}%", f"top{100 * t:g}%") for t in TOPS]
     head = (["method"] + [f"tau {s}" for s, _ in subs] + [f"rho {s}" for s, _ in subs]
-            + ["tau within leaves", "one-shot tau within the same leaves", "leaves", "train s", "score s",
-               "predict s"])
+            + ["tau within leaves", "one-shot tau within the same leaves", "tau, leaf means calibrated",
+               "tau, true leaf means", "leaves", "total epochs", "train s", "score s", "predict s"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, e in summary.items():
         c = e[kind][truth]
@@ -512,7 +547,11 @@ def render(summary: Mapping[str, Any], truth: str, kind: str = "correlations") -
         cells.append(f"{w['mean']:.3f} ± {w['std']:.3f}")
         o = e.get("within_leaf_kendall_one_shot", {}).get(truth)
         cells.append(f"{o['mean']:.3f} ± {o['std']:.3f}" if o else "–")
+        for k in ("calibrated", "oracle"):
+            o = e.get("offsets", {}).get(truth, {}).get(k)
+            cells.append(f"{o['mean']:.3f} ± {o['std']:.3f}" if o else "–")
         cells.append(str(e["budget"]["leaves"]))
+        cells.append(str(e["budget"]["total"]))
         for k in ("train", "score", "predict"):
             cells.append(f"{e['timings'][k]['mean']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")

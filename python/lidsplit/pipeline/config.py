@@ -40,6 +40,8 @@ from lidsplit.common.errors import ConfigError
 from lidsplit.data.registry import dataset_names
 from lidsplit.search.select import CRITERIA as SELECTIONS
 from lidsplit.search.strategies import STRATEGIES
+from lidsplit.split.run import LR_SCHEDULES
+from lidsplit.split.schedule import PRESETS
 
 __all__ = ["ConfigError", "Field", "FIELDS", "STAGES", "SECTIONS", "Config", "defaults", "load_file", "merge",
            "validate", "identity", "flag_of", "RunSection", "DataSection", "SpaceSection", "SplitSection",
@@ -92,9 +94,16 @@ class SpaceSection:
 class SplitSection:
     criterion: str = key("lid", "splitting criterion", "split", choices=lambda: tuple(_split.CRITERIA))
     rounds: int = key(2, "rounds of 2-way splits (2^rounds sub-supernets)", "split", minimum=1)
-    warmup_epochs: int = key(4, "supernet training before each split", "split", minimum=0)
-    finetune_epochs: int = key(4, "training of the leaves after the last split", "split", minimum=0)
-    restart: bool = key(False, "re-initialise the leaves before fine-tuning (GM-NAS)", "split")
+    preset: str = key("custom", "training protocol (lidsplit.split.schedule) resolved for base_epochs: equal-budget, "
+                      "split-finetune, nas-lid, nas-lid-code, gm-nas, few-shot; custom: the five keys below",
+                      "split", choices=lambda: ("custom", *PRESETS))
+    base_epochs: int = key(8, "a preset's base epochs E (the one-shot supernet's epochs)", "split", minimum=1)
+    warmup_epochs: int = key(4, "custom: supernet training before each split", "split", minimum=0)
+    finetune_epochs: int = key(4, "custom: training of the leaves after the last split", "split", minimum=0)
+    restart: bool = key(False, "custom: re-initialise the leaves before fine-tuning (GM-NAS)", "split")
+    lr_schedule: str = key("restart", "custom: learning rate across stages: restart (a cosine per stage) or "
+                           "continued (one cosine per root-to-leaf path)", "split", choices=LR_SCHEDULES)
+    carry_optimizer: bool = key(False, "custom: children inherit their parent's optimiser state", "split")
     batches: int = key(8, "scoring batches R per edge", "split", minimum=1)
 
 
@@ -302,10 +311,20 @@ def validate(raw: Mapping[str, Any], source: str = "") -> dict[str, dict[str, An
     return out
 
 
+#: the split keys that a preset sets (its SplitSchedule.run_kwargs)
+PRESET_KEYS = ("warmup_epochs", "finetune_epochs", "restart", "lr_schedule", "carry_optimizer")
+
+
 def _check_combination(cfg: Mapping[str, Mapping[str, Any]], source: str) -> None:
     """The rules between keys (each one a rule of the engine, checked before anything runs)."""
     where = f" (from {source})" if source else ""
-    s, r = cfg["search"], cfg["report"]
+    s, r, sp = cfg["search"], cfg["report"], cfg["split"]
+    if sp["preset"] != "custom":
+        base = defaults()["split"]
+        clash = [k for k in PRESET_KEYS if sp[k] != base[k]]
+        if clash:
+            raise ConfigError(f"config: split.preset = {sp['preset']!r} sets {', '.join('split.' + k for k in clash)}; "
+                              f"leave them out or use split.preset = 'custom'{where}")
     if s["strategy"] == "evolution" and s["keep"] + s["n_crossover"] + s["n_mutation"] > s["population"]:
         raise ConfigError(f"config: search.keep + search.n_crossover + search.n_mutation = "
                           f"{s['keep'] + s['n_crossover'] + s['n_mutation']} exceeds search.population = "

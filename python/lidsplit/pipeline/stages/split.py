@@ -7,8 +7,11 @@ import time
 import lidsplit
 from lidsplit.common.errors import ConfigError, RunMismatchError
 from lidsplit.common.rundir import StateFormat
+from lidsplit.pipeline.config import PRESET_KEYS
 from lidsplit.pipeline.stages.base import Stage
+from lidsplit.split.policy import rounds
 from lidsplit.split.run import FORMAT, VERSION, SplitRunError
+from lidsplit.split.schedule import preset
 from lidsplit.split.tree import SplitTree
 
 #: The split run's state file (``out/split/run.json``), read to tell whether the run finished.
@@ -32,12 +35,16 @@ class SplitStage(Stage):
     def run(self) -> SplitTree:
         p, cfg = self.pipe, self.pipe.config
         t0 = time.perf_counter()
+        s = cfg.split
+        if s.preset == "custom":
+            protocol = {k: getattr(s, k) for k in PRESET_KEYS}
+        else:
+            protocol = preset(s.preset, s.base_epochs, rounds(s.rounds)).run_kwargs()
         try:
             tree = lidsplit.run_split(
-                p.build_model(), p.data, cfg.split.criterion, cfg.split.rounds,
-                warmup_epochs=cfg.split.warmup_epochs, finetune_epochs=cfg.split.finetune_epochs,
-                restart=cfg.split.restart, train=p.train_hparams(), batch_size=cfg.data.batch_size,
-                batches=cfg.split.batches, seed=p.seed, run_dir=self.dir, progress=p.progress,
+                p.build_model(), p.data, s.criterion, s.rounds, train=p.train_hparams(),
+                batch_size=cfg.data.batch_size, batches=s.batches, seed=p.seed, run_dir=self.dir,
+                progress=p.progress, **protocol,
             )
         except SplitRunError as e:
             raise ConfigError(str(e)) from e
