@@ -103,13 +103,16 @@ from lidsplit.supernet import SubSupernet
 from lidsplit.train import TrainConfig, train_subsupernet
 
 METHODS: tuple[str, ...] = ("one-shot", "lid", "gm", "exhaustive", "random")
-#: tree shape per split method: (criterion, policy for run_split, leaves, intermediate nodes)
+#: tree shape per split method: (criterion, policy for run_split, nodes per level)
 SHAPES: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "lid": ("lid", 2, (1, 2, 4)),
     "gm": ("gm", 2, (1, 2, 4)),
     "random": ("random", 2, (1, 2, 4)),
     "exhaustive": ("exhaustive", 1, (1, 5)),  # one level; exhaustive ignores the factor: one leaf per op
+    "lid16": ("lid", 4, (1, 2, 4, 8, 16)),  # NAS-LID's ranking experiment: 4 rounds, 16 leaves
 }
+#: methods run only when named (lid16 trains 16 leaves)
+EXTRA_METHODS: tuple[str, ...] = ("lid16",)
 TOPS = (0.2, 0.1)
 PREDICT_FOLDS = (0, 1)
 TRUTH_FOLDS = (2, 3, 4)
@@ -259,7 +262,7 @@ def schedule(method: str, cfg: "Config") -> dict[str, Any]:
         n = cfg.budget if method == "one-shot" else _control_epochs(method, cfg)
         return {"one_shot_epochs": n, "leaves": 1, "total": n}
     if method not in SHAPES:
-        raise BenchError(f"unknown method {method!r}; expected one of {list(METHODS + CONTROLS)}")
+        raise BenchError(f"unknown method {method!r}; expected one of {list(METHODS + EXTRA_METHODS + CONTROLS)}")
     try:
         sched = preset(cfg.preset, cfg.budget, SHAPES[method][2])
     except ValueError as e:
@@ -563,7 +566,7 @@ def render(summary: Mapping[str, Any], truth: str, kind: str = "correlations") -
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + CONTROLS,
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + EXTRA_METHODS + CONTROLS,
                    help="one-shot-path / one-shot-total: the one-shot controls of the protocol")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=20, help="base epochs E of the preset (equal-budget: the "
