@@ -92,7 +92,7 @@ class SpaceSection:
 
 @dataclass(frozen=True)
 class SplitSection:
-    criterion: str = key("lid", "splitting criterion", "split", choices=lambda: tuple(_split.CRITERIA))
+    criterion: str = key("lid", "splitting criterion", "split", choices=_split.criterion_names)
     rounds: int = key(2, "rounds of 2-way splits (2^rounds sub-supernets)", "split", minimum=1)
     preset: str = key("custom", "training protocol (lidsplit.split.schedule) resolved for base_epochs: equal-budget, "
                       "split-finetune, nas-lid, nas-lid-code, gm-nas, few-shot; custom: the five keys below",

@@ -14,9 +14,9 @@ module stays importable as ``from lidsplit.split.partition import ...``.
 
 import sys as _sys
 import types as _types
+from typing import Any as _Any
 
 from lidsplit.split.criteria import (
-    CRITERIA,
     Criterion,
     EdgeScore,
     ExhaustiveCriterion,
@@ -26,9 +26,11 @@ from lidsplit.split.criteria import (
     RandomCriterion,
     ScoringSet,
     characterisation_mode,
+    criterion_names,
     lid_profiles,
     lid_similarity,
     make_criterion,
+    register_criterion,
     scoring_set,
 )
 from lidsplit.split.distance import (
@@ -78,6 +80,8 @@ __all__ = [
     "RandomCriterion",
     "ScoringSet",
     "characterisation_mode",
+    "criterion_names",
+    "register_criterion",
     "lid_profiles",
     "lid_similarity",
     "make_criterion",
@@ -113,6 +117,12 @@ __all__ = [
     "compute_proxy",
     "proxy_similarity",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    if name == "CRITERIA":  # the old constant, for one release: criterion_names() read when asked
+        return criterion_names()
+    raise AttributeError(name)
 
 
 class _CallableModule(_types.ModuleType):
