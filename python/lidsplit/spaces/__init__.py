@@ -1,4 +1,6 @@
-"""Built-in search spaces: NAS-Bench-201, DARTS, MobileNet/ProxylessNAS supernets (small defaults)."""
+"""Built-in search spaces: NAS-Bench-201, DARTS, MobileNet/ProxylessNAS supernets (small defaults), and
+TangleNAS's weight-entangled spaces: ``nb201(entangled=True)``, ``mobilenet(entangled=True)``,
+``toy_macro`` (the conv-macro toy space) and ``transformer`` (a character-level GPT)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,19 @@ from lidsplit.spaces.darts import (
     genotype_to_arch,
     parse_genotype,
 )
-from lidsplit.spaces.mobilenet import mobilenet
-from lidsplit.spaces.nb201 import NB201_EDGES, NB201_OPS, NB201_SPACE, from_nb201_string, nb201, to_nb201_string
+from lidsplit.spaces.mobilenet import EntangledMBConv, MobileNetSupernet, mobilenet
+from lidsplit.spaces.nb201 import (
+    NB201_EDGES,
+    NB201_OPS,
+    NB201_SPACE,
+    NB201EntangledEdge,
+    NB201Supernet,
+    from_nb201_string,
+    nb201,
+    to_nb201_string,
+)
+from lidsplit.spaces.toy_macro import TOY_CHANNELS, TOY_KERNELS, ToyMacro, toy_macro
+from lidsplit.spaces.transformer import TangleGPT, lm_loss, transformer
 
 _BUILDERS = {
     "nb201": nb201,
@@ -62,4 +75,15 @@ __all__ = [
     "nb201",
     "parse_genotype",
     "to_nb201_string",
+    "EntangledMBConv",
+    "MobileNetSupernet",
+    "NB201EntangledEdge",
+    "NB201Supernet",
+    "TOY_CHANNELS",
+    "TOY_KERNELS",
+    "TangleGPT",
+    "ToyMacro",
+    "lm_loss",
+    "toy_macro",
+    "transformer",
 ]

@@ -1,5 +1,7 @@
 """Single-stage (gradient-based) search on supernets: DARTS, GDAS, DrNAS, bi-level, first order.
 
+:func:`gradient_search` with a :class:`GradientSearchConfig` returns a :class:`GradientSearchResult`.
+
 Works on any lidsplit supernet (weight-sharing or weight-entangled: TangleNAS = DrNAS on an entangled
 space). Architecture parameters: one ``(n,)`` tensor per edge label (:func:`arch_parameters`), used
 through ``use_weighted``:
@@ -25,9 +27,10 @@ and of the Dirichlet mean).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +39,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space, use_weighted
-from lidsplit.train._util import logits_of, model_device, unpack_batch
+from lidsplit.train._util import model_device, unpack_batch
+from lidsplit.train.spos import LossFn, classification_loss, cycle_batches
+
+__all__ = ["METHODS", "GradientSearchConfig", "GradientSearchResult", "gradient_search", "arch_parameters",
+           "derive_arch", "dirichlet_mean", "sample_weights", "gumbel_softmax_hard"]
 
 METHODS = ("darts", "gdas", "drnas")
 
-LossFn = Callable[[Any, Tensor], Tensor]
-
-
-def classification_loss(out: Any, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits_of(out), y)
 
 
 def arch_parameters(
@@ -131,8 +133,8 @@ def sample_weights(
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Hyper-parameters of :func:`search` (defaults: DrNAS / TangleNAS).
+class GradientSearchConfig:
+    """Hyper-parameters of :func:`gradient_search` (defaults: DrNAS / TangleNAS).
 
     steps: number of (architecture step, weight step) pairs. optimizer: ``"sgd"`` (momentum,
     nesterov) or ``"adam"`` for the weights, learning rate cosine from ``lr`` to ``lr_min``.
@@ -169,7 +171,9 @@ class SearchConfig:
 
 
 @dataclass
-class SearchResult:
+class GradientSearchResult:
+    """The derived architecture (per-edge argmax), its op names, the final alphas, the per-step history."""
+
     arch: tuple[int, ...]
     names: tuple[str, ...]
     alphas: dict[str, Tensor]
@@ -177,46 +181,33 @@ class SearchResult:
     seconds: float = 0.0
 
 
-def _cycle(loader: Iterable) -> Iterator:
-    epoch = 0
-    while True:
-        it = loader.iter_epoch(epoch) if hasattr(loader, "iter_epoch") else iter(loader)
-        empty = True
-        for b in it:
-            empty = False
-            yield b
-        if empty:
-            raise ValueError("lidsplit: a loader yielded no batches")
-        epoch += 1
-
-
-def _tau(cfg: SearchConfig, step: int) -> float:
+def _tau(cfg: GradientSearchConfig, step: int) -> float:
     if cfg.steps <= 1:
         return cfg.tau_max
     return cfg.tau_max - (cfg.tau_max - cfg.tau_min) * step / (cfg.steps - 1)
 
 
-def search(
+def gradient_search(
     model: nn.Module,
     train_loader: Iterable,
     val_loader: Iterable,
-    config: SearchConfig | None = None,
+    config: GradientSearchConfig | None = None,
     *,
     sub: SubSupernet | None = None,
     loss_fn: LossFn = classification_loss,
     alphas: dict[str, nn.Parameter] | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     **overrides: Any,
-) -> SearchResult:
+) -> GradientSearchResult:
     """Bi-level single-stage search of ``model`` (trained in place) inside ``sub`` (default: the whole
     space). ``train_loader`` / ``val_loader`` yield ``(x, y)`` batches (cycled; a ``DataLoaders`` can be
     split as ``loaders.train, loaders.val``). ``config`` fields may also be given as keywords.
 
-    Returns a :class:`SearchResult`: the derived architecture (per-edge argmax), its op names, the
+    Returns a :class:`GradientSearchResult`: the derived architecture (per-edge argmax), its op names, the
     final alphas, and per-step history (``step``, ``train_loss``, ``val_loss``, ``lr``, ``tau``).
     """
-    cfg = SearchConfig(**overrides) if config is None else (
-        SearchConfig(**{**cfg_dict(config), **overrides}) if overrides else config)
+    cfg = GradientSearchConfig(**overrides) if config is None else (
+        dataclasses.replace(config, **overrides) if overrides else config)
     space = search_space(model)
     if sub is not None and sub.space != space:
         raise ValueError("lidsplit: sub belongs to another search space")
@@ -236,7 +227,7 @@ def search(
     a_params = [alphas[lb] for lb in space.labels]
     a_opt = torch.optim.Adam(a_params, lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=cfg.arch_weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_it, val_it = _cycle(train_loader), _cycle(val_loader)
+    train_it, val_it = cycle_batches(train_loader), cycle_batches(val_loader)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     was_training = model.training
@@ -280,14 +271,8 @@ def search(
     finally:
         model.train(was_training)
     arch = derive_arch(alphas, space, sub)
-    return SearchResult(arch, space.names(arch), {k: v.detach().clone() for k, v in alphas.items()}, history,
+    return GradientSearchResult(arch, space.names(arch), {k: v.detach().clone() for k, v in alphas.items()}, history,
                         time.perf_counter() - t0)
-
-
-def cfg_dict(cfg: SearchConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def dirichlet_mean(alphas: Mapping[str, Tensor]) -> dict[str, Tensor]:
