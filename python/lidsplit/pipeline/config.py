@@ -85,7 +85,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class SpaceSection:
-    name: str = key("nb201", "built-in search space", "split", choices=lambda: tuple(spaces.SPACES), flag="--space")
+    name: str = key("nb201", "built-in search space", "split", choices=spaces.space_names, flag="--space")
     channels: int = key(8, "NB201 supernet width C", "split", minimum=1)
     cells: int = key(1, "NB201 cells per stage N", "split", minimum=1)
 

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from lidsplit.ops import masked_sum
 from lidsplit.spaces.common import MBConv, Supernet, Zero
+from lidsplit.spaces.registry import register_space
 from lidsplit.supernet import BatchNorm2d, Choice
 from lidsplit.supernet.entangled import (
     ArchDim,
@@ -262,6 +263,7 @@ class MobileNetSupernet(Supernet):
         return [self.first_block, *self._body()]
 
 
+@register_space("mobilenet", aliases=("proxyless", "proxylessnas"))
 def mobilenet(**kw) -> MobileNetSupernet:
     """ProxylessNAS-style supernet; see :class:`MobileNetSupernet` for the arguments (small defaults;
     ``entangled=True``: TangleNAS's entangled kernels x expansions with stage depths)."""

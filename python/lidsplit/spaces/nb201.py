@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from lidsplit.ops import masked_sum
 from lidsplit.spaces.common import Pool, ReLUConvBN, Supernet, Zero
+from lidsplit.spaces.registry import register_space
 from lidsplit.supernet import BatchNorm2d, Choice, Edge, Mixture, SearchSpace
 from lidsplit.supernet.entangled import Sel, SuperConv2d
 
@@ -210,6 +211,7 @@ class NB201Supernet(Supernet):
         return list(self.cells)
 
 
+@register_space("nb201", aliases=("nasbench201",))
 def nb201(
     C: int = 8,
     N: int = 1,
