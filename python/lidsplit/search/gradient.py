@@ -28,7 +28,6 @@ and of the Dirichlet mean).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space, use_weighted
 from lidsplit.train._util import model_device, unpack_batch
+from lidsplit.train.loop import TrainConfig, cosine_lr, make_optimizer
 from lidsplit.train.spos import LossFn, classification_loss, cycle_batches
 
 __all__ = ["METHODS", "GradientSearchConfig", "GradientSearchResult", "gradient_search", "arch_parameters",
@@ -161,6 +161,13 @@ class GradientSearchConfig:
     warmup_steps: int = 0
     seed: int = 0
 
+    def weights(self) -> TrainConfig:
+        """The weights' optimiser and learning rate as a ``TrainConfig`` of one "epoch" per step: built by
+        the training package's ``make_optimizer``, scheduled by its ``cosine_lr``."""
+        return TrainConfig(epochs=self.steps, optimizer=self.optimizer, lr=self.lr, lr_min=self.lr_min,
+                           momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay,
+                           grad_clip=self.grad_clip, seed=self.seed)
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"lidsplit: method must be one of {METHODS}, got {self.method!r}")
@@ -187,18 +194,10 @@ def _tau(cfg: GradientSearchConfig, step: int) -> float:
     return cfg.tau_max - (cfg.tau_max - cfg.tau_min) * step / (cfg.steps - 1)
 
 
-def gradient_search(
-    model: nn.Module,
-    train_loader: Iterable,
-    val_loader: Iterable,
-    config: GradientSearchConfig | None = None,
-    *,
-    sub: SubSupernet | None = None,
-    loss_fn: LossFn = classification_loss,
-    alphas: dict[str, nn.Parameter] | None = None,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
-    **overrides: Any,
-) -> GradientSearchResult:
+def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterable,
+                    config: GradientSearchConfig | None = None, *, sub: SubSupernet | None = None,
+                    loss_fn: LossFn = classification_loss, alphas: dict[str, nn.Parameter] | None = None,
+                    on_step: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> GradientSearchResult:
     """Bi-level single-stage search of ``model`` (trained in place) inside ``sub`` (default: the whole
     space). ``train_loader`` / ``val_loader`` yield ``(x, y)`` batches (cycled; a ``DataLoaders`` can be
     split as ``loaders.train, loaders.val``). ``config`` fields may also be given as keywords.
@@ -218,12 +217,8 @@ def gradient_search(
     if missing:
         raise KeyError(f"lidsplit: alphas missing for edges {missing}")
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        w_opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                       nesterov=cfg.nesterov and cfg.momentum > 0,
-                                                       weight_decay=cfg.weight_decay)
-    else:
-        w_opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wcfg = cfg.weights()
+    w_opt = make_optimizer(model, wcfg)
     a_params = [alphas[lb] for lb in space.labels]
     a_opt = torch.optim.Adam(a_params, lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=cfg.arch_weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -250,7 +245,7 @@ def gradient_search(
                         p.grad = g
                     a_opt.step()
                     rec["val_loss"] = float(lv.detach())
-                lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(cfg.steps, 1)))
+                lr = cosine_lr(wcfg, step, 1)
                 for gr in w_opt.param_groups:
                     gr["lr"] = lr
                 xt, yt = unpack_batch(next(train_it), device)

@@ -166,18 +166,11 @@ class ResNetBlock(nn.Module):
 
 
 class NB201Supernet(Supernet):
-    def __init__(
-        self,
-        C: int = 8,
-        N: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        affine: bool = False,
-        track_running_stats: bool = True,
-        ops: Sequence[str] = NB201_OPS,
-        entangled: bool = False,
-        bn_scale: str = "after",
-    ):
+    """The NAS-Bench-201 supernet (arguments: :func:`nb201`)."""
+
+    def __init__(self, C: int = 8, N: int = 1, num_classes: int = 10, in_channels: int = 1, affine: bool = False,
+                 track_running_stats: bool = True, ops: Sequence[str] = NB201_OPS, entangled: bool = False,
+                 bn_scale: str = "after"):
         super().__init__()
         if C < 1 or N < 1 or num_classes < 1 or in_channels < 1:
             raise ValueError(f"lidsplit: nb201 needs C, N, num_classes, in_channels >= 1 (got {C}, {N}, {num_classes}, {in_channels})")
@@ -212,17 +205,9 @@ class NB201Supernet(Supernet):
 
 
 @register_space("nb201", aliases=("nasbench201",))
-def nb201(
-    C: int = 8,
-    N: int = 1,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    affine: bool = False,
-    track_running_stats: bool = True,
-    ops: Sequence[str] = NB201_OPS,
-    entangled: bool = False,
-    bn_scale: str = "after",
-) -> NB201Supernet:
+def nb201(C: int = 8, N: int = 1, num_classes: int = 10, in_channels: int = 1, affine: bool = False,
+          track_running_stats: bool = True, ops: Sequence[str] = NB201_OPS, entangled: bool = False,
+          bn_scale: str = "after") -> NB201Supernet:
     """NAS-Bench-201 supernet (NB201 uses C=16, N=5, in_channels=3). Search-cell BatchNorms are
     affine-free by default (as NB201's search models); stem, reduction blocks and the last BN are affine.
     `ops` may list a subset of the NB201 ops (in any order) for reduced spaces. ``entangled=True``: the

@@ -3,22 +3,22 @@ gradient-based search shares with it.
 
 :func:`spos_train` is the first stage of TangleNAS's two-stage baselines (SPOS+RS, SPOS+ES): a fixed
 number of steps, one architecture drawn per step inside ``sub``, any ``loss_fn`` (the language model's
-token cross entropy too). Classification supernets that want checkpoints and resume use
-:func:`lidsplit.train.train_subsupernet` (epoch-based, cross entropy).
+token cross entropy too). It is :func:`lidsplit.train.train_subsupernet` over the steps as one epoch
+(call that directly for checkpoints and resume).
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lidsplit.supernet import SubSupernet, search_space, use_path
-from lidsplit.train._util import logits_of, model_device, unpack_batch
+from lidsplit.supernet import SubSupernet, search_space
+from lidsplit.train._util import logits_of
+from lidsplit.train.loop import train_subsupernet
 
 __all__ = ["LossFn", "classification_loss", "cycle_batches", "spos_train"]
 
@@ -46,6 +46,19 @@ def cycle_batches(loader: Iterable) -> Iterator:
         epoch += 1
 
 
+class _Steps:
+    """``steps`` batches of ``loader`` (cycled over its epochs, :func:`cycle_batches`) as one epoch."""
+
+    def __init__(self, loader: Iterable, steps: int) -> None:
+        self.loader, self.steps = loader, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def iter_epoch(self, epoch: int, start: int = 0) -> Iterator:
+        return itertools.islice(cycle_batches(self.loader), start, self.steps)
+
+
 def spos_train(
     model: nn.Module,
     loader: Iterable,
@@ -61,32 +74,17 @@ def spos_train(
     grad_clip: float | None = 5.0,
     seed: int = 0,
 ) -> list[float]:
-    """Uniform single-path training of ``model`` (in place) for ``steps`` steps (one architecture drawn
-    per step inside ``sub``, default the whole space; cosine learning rate from ``lr`` to ``lr_min``);
-    returns the per-step losses."""
-    space = search_space(model)
-    sub = SubSupernet.full(space) if sub is None else sub
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    device = model_device(model)
-    it = cycle_batches(loader)
-    losses = []
-    model.train()
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
-        x, y = unpack_batch(next(it), device)
-        arch = sub.sample(gen)
-        with use_path(model, arch):
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
-        opt.step()
-        losses.append(float(loss.detach()))
+    """Uniform single-path training of ``model`` (in place) for ``steps`` steps: :func:`train_subsupernet`
+    over ``steps`` batches of ``loader`` as one epoch (one architecture drawn per step inside ``sub``,
+    default the whole space; cosine learning rate from ``lr`` to ``lr_min``; SGD without nesterov, or
+    Adam); returns the per-step losses."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps: expected an int >= 0, got {steps!r}")
+    if steps == 0:
+        return []
+    sub = SubSupernet.full(search_space(model)) if sub is None else sub
+    losses: list[float] = []
+    train_subsupernet(model, sub, _Steps(loader, steps), epochs=1, optimizer=optimizer, lr=lr, lr_min=lr_min,
+                      momentum=momentum, nesterov=False, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed,
+                      loss_fn=loss_fn, progress=False, on_step=lambda ev: losses.append(float(ev.loss)))
     return losses
