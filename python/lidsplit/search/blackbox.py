@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from lidsplit.common.batch import model_device, unpack_batch
 from lidsplit.search.driver import run_search
 from lidsplit.search.evaluator import Result
 from lidsplit.search.strategies import Evolution, RandomSearch, Strategy
 from lidsplit.supernet import Arch, SubSupernet, use_path
 from lidsplit.train import evaluate_arch
-from lidsplit.train._util import model_device, unpack_batch
 from lidsplit.train.spos import LossFn, classification_loss
 
 __all__ = ["BlackBoxResult", "ScoreFn", "classification_score", "evolutionary_search", "loss_score",

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lidsplit.common.batch import model_device, unpack_batch
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space, use_weighted
-from lidsplit.train._util import model_device, unpack_batch
 from lidsplit.train.loop import TrainConfig, cosine_lr, make_optimizer
 from lidsplit.train.spos import LossFn, classification_loss, cycle_batches
 

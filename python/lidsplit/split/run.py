@@ -73,11 +73,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,15 +87,18 @@ import torch
 from torch import nn
 
 import lidsplit.train as _train  # looked up at call time: tests and tools may wrap train_subsupernet
-from lidsplit._io import atomic_torch_save, atomic_write_text
-from lidsplit.data.core import Dataset, DataSplits, TensorLoader, derive_seed
+from lidsplit.common.batch import model_device
+from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.rundir import RunDir, StateFormat
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import Dataset, DataSplits, TensorLoader
 from lidsplit.split.criteria import Criterion, EdgeScore, ScoringSet, make_criterion, scoring_set
 from lidsplit.split.partition import Partition, partition
 from lidsplit.split.policy import SplitPolicy, levels, rounds
 from lidsplit.split.selection import RULES, select_edge, separability
 from lidsplit.split.tree import SplitTree, to_jsonable
 from lidsplit.supernet import SubSupernet, search_space
-from lidsplit.train._util import model_device, progress_bar
 from lidsplit.train.loop import _loader_signature
 
 __all__ = ["run_split", "split", "SplitConfig", "SplitRun", "SplitResult", "SplitEvent", "SplitRunError",
@@ -107,8 +110,13 @@ VERSION = 1
 LR_SCHEDULES = ("restart", "continued")
 
 
-class SplitRunError(RuntimeError):
+class SplitRunError(RunMismatchError):
     """A run directory that cannot be used for this call (another run's, or not a split run)."""
+
+
+#: The run directory's state file (``run.json``): header, refusals (``lidsplit.common.rundir``).
+SPLIT_RUN = StateFormat(FORMAT, VERSION, "split-run state file", SplitRunError,
+                        remedy="pick another run directory, or delete this one to split again")
 
 
 @dataclass
@@ -188,15 +196,6 @@ def _state_sha(state: Mapping[str, torch.Tensor]) -> str:
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: saved {json.dumps(a)[:100]} != now {json.dumps(b)[:100]}"]
 
 
 def _partition_json(p: Any) -> dict[str, Any]:
@@ -295,78 +294,64 @@ def _train_config(train: Any) -> Any:
 
 class _RunStore:
     """The split run's state (run.json: format, version, identity, status, timings), its tree and its node
-    weights / checkpoints: in a run directory, or in memory (nothing written). Refuses a directory that
-    holds another run or anything else."""
+    weights / checkpoints: in a run directory (:class:`~lidsplit.common.rundir.RunDir`), or in memory
+    (nothing written). Refuses a directory that holds another run or anything else."""
 
     def __init__(self, run_dir: str | os.PathLike[str] | None) -> None:
-        self.dir = None if run_dir is None else Path(run_dir)
-        self.mem: dict[str, dict[str, torch.Tensor]] = {}
+        self.rd = None if run_dir is None else RunDir(run_dir, flag="run_dir")
+        self.dir = None if self.rd is None else self.rd.path
+        self.mem: dict[str, Any] = {}
 
     def open(self, identity: dict[str, Any], init_state: dict[str, torch.Tensor]) -> tuple[dict[str, Any], SplitTree | None]:
         """The run's state and saved tree (None: a new run), after checking the directory's identity."""
-        state: dict[str, Any] = {"format": FORMAT, "version": VERSION, "identity": identity, "status": "running",
-                                 "timings": {}}
+        state = SPLIT_RUN.header(identity, status="running", timings={})
         tree = None
-        rd = self.dir
-        if rd is not None:
-            rd.mkdir(parents=True, exist_ok=True)
-            sp = rd / "run.json"
-            if sp.exists():
-                state = self._check(sp, identity)
-                if (rd / "tree.json").exists():
-                    tree = SplitTree.load(rd / "tree.json")
-            elif any(rd.iterdir()):
-                raise SplitRunError(f"{rd} is not empty and holds no split run (run.json); pick an empty directory")
+        if self.rd is not None:
+            self.rd.create()
+            if self.rd.has("run.json"):
+                state = SPLIT_RUN.read(self.rd / "run.json")
+                SPLIT_RUN.refuse_changed(self.rd / "run.json", state.get("identity"), identity,
+                                         whose="a split run with different arguments")
+                if self.rd.has("tree.json"):
+                    tree = SplitTree.load(self.rd / "tree.json")
+            elif not self.rd.is_empty():
+                raise SplitRunError(f"{self.dir} is not empty and holds no split run (run.json); pick an empty directory")
             if not self.has("init.pt"):
                 self.save("init.pt", init_state)
         return state, tree
 
-    def _check(self, sp: Path, identity: dict[str, Any]) -> dict[str, Any]:
-        try:
-            saved = json.loads(sp.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise SplitRunError(f"{sp} is not a readable split-run state file ({e}); refusing to overwrite it") from e
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-            raise SplitRunError(f"{sp} is not a lidsplit split-run state file; refusing to overwrite it")
-        if saved.get("version") != VERSION:
-            raise SplitRunError(f"{sp}: split-run format version {saved.get('version')} is not supported")
-        problems = _diff(saved.get("identity"), json.loads(json.dumps(identity)))
-        if problems:
-            raise SplitRunError(
-                f"{self.dir} holds a split run with different arguments; refusing to resume or overwrite it. "
-                "Differences:\n  " + "\n  ".join(problems))
-        return saved
+    def lock(self) -> Any:
+        """The run directory's lock for the whole run (the driver process only; re-entrant)."""
+        return nullcontext() if self.rd is None else self.rd.lock("lidsplit.run_split")
 
     def save_state(self, state: dict[str, Any]) -> None:
-        if self.dir is not None:
-            atomic_write_text(self.dir / "run.json", json.dumps(to_jsonable(state), indent=1))
+        if self.rd is not None:
+            self.rd.save_json("run.json", to_jsonable(state))
 
     def save_tree(self, tree: SplitTree) -> None:
-        if self.dir is not None:
-            tree.save(self.dir / "tree.json")
+        if self.rd is not None:
+            tree.save(self.rd / "tree.json")
 
     def node_path(self, node: int, name: str) -> Path | None:
-        if self.dir is None:
+        if self.rd is None:
             return None
-        d = self.dir / "nodes" / str(node)
+        d = self.rd / "nodes" / str(node)
         d.mkdir(parents=True, exist_ok=True)
         return d / name
 
     def has(self, key: str) -> bool:
-        return key in self.mem if self.dir is None else (self.dir / key).exists()
+        return key in self.mem if self.rd is None else self.rd.has(key)
 
-    def save(self, key: str, state: dict[str, torch.Tensor]) -> None:
-        if self.dir is None:
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        if self.rd is None:
             self.mem[key] = state
-            return
-        p = self.dir / key
-        p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(state, p)
+        else:
+            self.rd.save_state(key, state)
 
-    def load(self, key: str) -> dict[str, torch.Tensor]:
-        if self.dir is None:
+    def load(self, key: str) -> dict[str, Any]:
+        if self.rd is None:
             return self.mem[key]
-        return torch.load(self.dir / key, map_location="cpu", weights_only=True)
+        return self.rd.load_state(key, what="split-run weights file", remedy="delete the run directory to split again")
 
 
 # ---- the result ----------------------------------------------------------------------------------
@@ -580,6 +565,14 @@ class SplitRun:
     def run(self) -> SplitResult:
         """Every level's splits, then every leaf's fine-tuning; the finished run's result (a finished run
         directory: loaded, nothing recomputed)."""
+        with self.store.lock():
+            self._run_levels_and_leaves()
+        result = SplitResult.of(self.tree, self.store, self.state["timings"])
+        if self.callback is not None:
+            self.callback(SplitEvent("done", None, None, result, {}))
+        return result
+
+    def _run_levels_and_leaves(self) -> None:
         status = progress_bar(None, enabled=self.progress, desc="split", total=None)
         if self.state.get("status") != "done":
             self._split_levels(status)
@@ -593,10 +586,6 @@ class SplitRun:
             self.state["status"] = "done"
             self.store.save_state(self.state)
         status.close()
-        result = SplitResult.of(self.tree, self.store, self.state["timings"])
-        if self.callback is not None:
-            self.callback(SplitEvent("done", None, None, result, {}))
-        return result
 
     def _split_levels(self, status: Any) -> None:
         frontier, level = [0], 0

@@ -16,8 +16,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lidsplit.common.batch import logits_of
 from lidsplit.supernet import SubSupernet, search_space
-from lidsplit.train._util import logits_of
 from lidsplit.train.loop import train_subsupernet
 
 __all__ = ["LossFn", "classification_loss", "cycle_batches", "spos_train"]

@@ -51,7 +51,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lidsplit.data.core import DataLoaders, Dataset, DataSplits, TensorLoader, derive_seed
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import DataLoaders, Dataset, DataSplits, TensorLoader
 from lidsplit.supernet import (
     SubSupernet,
     choices,
@@ -60,7 +62,6 @@ from lidsplit.supernet import (
     use_sum,
     use_weighted,
 )
-from lidsplit.train._util import progress_bar
 
 __all__ = [
     "ScoringSet",

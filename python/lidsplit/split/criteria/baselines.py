@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from torch import nn
 
-from lidsplit.data.core import derive_seed
+from lidsplit.common.seeds import derive_seed
 from lidsplit.split.criteria.base import Criterion, EdgeScore, ScoringSet
 from lidsplit.split.criteria.registry import register_criterion
 

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lidsplit.common.batch import logits_of
 from lidsplit.ops import gradient_gram
 from lidsplit.split.criteria.base import Criterion, Measurement, ScoringSet
 from lidsplit.split.criteria.base import _REL_TOL, _add_time, _check_others, _mode, _variant_subs, _weights_digest
 from lidsplit.split.criteria.registry import register_criterion
 from lidsplit.supernet import SubSupernet, edge_parameters, shared_parameters
-from lidsplit.train._util import logits_of
 
 __all__ = ["GMCriterion"]
 
