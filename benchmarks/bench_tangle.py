@@ -96,34 +96,31 @@ def build(space: str, variant: str, args):
     import torch
     import torch.nn.functional as F
 
-    from lidsplit import tangle as T
+    from lidsplit.data import CharCorpus, LMBatches, stdlib_text
+    from lidsplit.spaces import lm_loss, mobilenet, nb201, toy_macro, transformer
+    from lidsplit.supernet.entangled import set_mixture
 
     g = torch.Generator().manual_seed(0)
     if space == "transformer":
-        corpus = T.CharCorpus(T.stdlib_text())
-        model = T.transformer(corpus.vocab_size, block_size=args.block, embed=(96, 128, 192), depth=(2, 3, 4),
+        corpus = CharCorpus(stdlib_text())
+        model = transformer(corpus.vocab_size, block_size=args.block, embed=(96, 128, 192), depth=(2, 3, 4),
                               heads=(4, 6, 8), mlp_ratio=(2, 3, 4), head_dim=24)
-        batches = T.LMBatches(corpus.train, args.block, args.batch, batches=10**6, seed=0)
+        batches = LMBatches(corpus.train, args.block, args.batch, batches=10**6, seed=0)
         it = batches.iter_epoch(0)
 
         def batch():
             return next(it)
 
-        loss = T.lm_loss
+        loss = lm_loss
     else:
         if space == "toy_macro":
-            model = T.toy_macro(in_channels=3, num_classes=10, width_mult=args.width)
+            model = toy_macro(in_channels=3, num_classes=10, width_mult=args.width)
         elif space == "nb201":
-            if variant == "ws":
-                from lidsplit.spaces import nb201
-
-                model = nb201(C=args.C, N=args.N, in_channels=3)
-            else:
-                model = T.nb201_entangled(C=args.C, N=args.N, in_channels=3)
+            model = nb201(C=args.C, N=args.N, in_channels=3, entangled=variant != "ws")
         elif space == "mobilenet":
-            model = T.mobilenet_entangled(in_channels=3, first_channels=16, first_block_channels=16,
-                                          stages=((24, 3, 2), (40, 3, 2), (80, 3, 2)), feature_mix_channels=128,
-                                          expansions=(3, 4, 6))
+            model = mobilenet(entangled=True, in_channels=3, first_channels=16, first_block_channels=16,
+                              stages=((24, 3, 2), (40, 3, 2), (80, 3, 2)), feature_mix_channels=128,
+                              expansions=(3, 4, 6))
         else:
             raise ValueError(space)
         x = torch.randn(args.batch, 3, args.image, args.image, generator=g)
@@ -134,7 +131,7 @@ def build(space: str, variant: str, args):
 
         loss = F.cross_entropy
     if variant == "explicit":
-        T.set_mixture(model, "explicit")
+        set_mixture(model, "explicit")
     return model, batch, loss
 
 
@@ -142,19 +139,19 @@ def make_step(space: str, variant: str, args, dev):
     """(model, step function): one DrNAS step, forward + backward, gradients dropped afterwards."""
     import torch
 
-    from lidsplit import tangle as T
+    from lidsplit.search import arch_parameters, sample_weights
     from lidsplit.supernet import search_space, use_weighted
 
     torch.manual_seed(0)
     model, batch, loss_fn = build(space, variant, args)
     model.to(dev).train()
     space_ = search_space(model)
-    alphas = T.arch_parameters(space_, init_std=1e-3, device=dev)
+    alphas = arch_parameters(space_, init_std=1e-3, device=dev)
 
     def step():
         x, y = batch()
         x, y = x.to(dev), y.to(dev)
-        w, sm, sub = T.sample_weights("drnas", alphas, space_)
+        w, sm, sub = sample_weights("drnas", alphas, space_)
         with use_weighted(model, w, softmax=sm, sub=sub):
             loss = loss_fn(model(x), y)
         loss.backward()

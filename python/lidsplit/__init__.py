@@ -2,8 +2,8 @@
 
 from lidsplit._cuda import cuda_info
 from lidsplit import ops
-from lidsplit import split  # the subpackage, callable: lidsplit.split(model, data, ...) runs a split
-from lidsplit.split.run import split as run_split
+from lidsplit import split  # the subpackage (calling it is deprecated: use run_split)
+from lidsplit.split.run import run_split
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lidsplit.search import Result
-from lidsplit.spaces import NB201_SPACE, nb201
+from lidsplit.spaces import NB201_SPACE, nb201, toy_macro
 from lidsplit.split import SplitTree
 
 
@@ -23,6 +23,11 @@ def make_tree() -> SplitTree:
     tree.split(a, 5, [[0, 1, 2], [3, 4]])
     tree.split(b, 3, [[0, 1, 2], [3, 4]])
     return tree
+
+
+def small_toy() -> nn.Module:
+    """The TangleNAS toy conv-macro space at 1/8 width, for 1 x 8 x 8 images of 4 classes."""
+    return toy_macro(width_mult=0.125, in_channels=1, num_classes=4)
 
 
 def tiny_supernet(seed: int = 0) -> nn.Module:

@@ -81,3 +81,19 @@ def test_feature_layers_and_rgb():
 def test_bad_kernel():
     with pytest.raises(ValueError, match="odd"):
         mobilenet(kernels=(3, 4))
+
+
+# ---- entangled (TangleNAS): mobilenet(entangled=True) ---------------------------------------------
+
+
+def test_entangled_mobilenet_edges_and_checks():
+    m = mobilenet(entangled=True)
+    labels = search_space(m).labels
+    assert labels[:3] == ("block1/kernel", "block1/expand", "block2/kernel")
+    assert "stage1/depth" in labels and not any(lb.startswith("block0") for lb in labels)
+    assert "stage1/depth" not in search_space(mobilenet(entangled=True, search_depth=False)).labels
+    assert [type(b).__name__ for b in m.feature_layers()[1:-2]] == ["EntangledMBConv"] * 6
+    with pytest.raises(ValueError, match="first_block_kernels must hold one kernel size"):
+        mobilenet(entangled=True, first_block_kernels=(3, 5))
+    with pytest.raises(ValueError, match="at least one searchable block"):
+        mobilenet(entangled=True, stages=())

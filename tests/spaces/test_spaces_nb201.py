@@ -1,9 +1,10 @@
-"""NAS-Bench-201 supernet."""
+"""NAS-Bench-201 supernet, weight-sharing and entangled (nb201(entangled=True))."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from _spaces_helpers import (
     check_every_op_forward_backward,
     check_grouped_equals_separate,
@@ -13,8 +14,17 @@ from _spaces_helpers import (
 )
 
 from lidsplit.spaces import NB201_EDGES, NB201_OPS, NB201_SPACE, build, from_nb201_string, nb201, to_nb201_string
-from lidsplit.spaces.nb201 import NB201Cell, ResNetBlock
-from lidsplit.supernet import Choice, SubSupernet, record_outputs, search_space, shared_parameters, use_sum
+from lidsplit.spaces.nb201 import NB201Cell, NB201EntangledEdge, ResNetBlock
+from lidsplit.supernet import (
+    Choice,
+    SubSupernet,
+    record_outputs,
+    search_space,
+    shared_parameters,
+    use_path,
+    use_sum,
+    use_weighted,
+)
 
 CANON = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
@@ -144,3 +154,35 @@ def test_bad_config():
         nb201(C=0)
     with pytest.raises(ValueError, match="unknown NB201 op"):
         nb201(ops=("none", "conv"))
+
+
+# ---- entangled (TangleNAS): nb201(entangled=True) ------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [NB201_OPS, ("nor_conv_3x3", "avg_pool_3x3", "none", "nor_conv_1x1", "skip_connect")])
+def test_nb201_weights_matched_by_name(order):
+    torch.manual_seed(5)
+    edge = NB201EntangledEdge("e", 3, ops=order, affine=False)
+    edge.eval()  # running statistics: a per-element function, easy to recompute
+    x = torch.randn(2, 3, 5, 5)
+    W, b = edge.conv.weight.detach(), edge.conv.bias.detach()
+    bn = edge.conv.bn
+    for k in (1, 3):
+        s = (3 - k) // 2
+        z = F.conv2d(F.relu(x), W[:, :, s:s + k, s:s + k], b, padding=k // 2)
+        want = F.batch_norm(z, bn.running_mean, bn.running_var, None, None, False, 0.0, bn.eps)
+        with use_path(edge, [order.index(f"nor_conv_{k}x{k}")]):
+            torch.testing.assert_close(edge(x), want)
+        # a weighted mixture with all weight on that op gives the same
+        w = torch.zeros(5)
+        w[order.index(f"nor_conv_{k}x{k}")] = 1.0
+        with use_weighted(edge, {"e": w}, softmax=False):
+            torch.testing.assert_close(edge(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_nb201_entangled_has_fewer_parameters_same_space():
+    ws, we = nb201(C=8, N=1), nb201(C=8, N=1, entangled=True)
+    assert search_space(ws) == search_space(we)
+    n_ws = sum(p.numel() for p in ws.parameters())
+    n_we = sum(p.numel() for p in we.parameters())
+    assert n_we < n_ws

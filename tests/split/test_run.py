@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,3 +222,74 @@ def test_schedule_arguments_are_checked(data):
         split(model(), data, "random", 2, lr_schedule="cosine", **BASE)
     with pytest.raises(TypeError, match="carry_optimizer"):
         split(model(), data, "random", 2, carry_optimizer="yes", **BASE)
+
+
+# ---- the engine: config, steps, result --------------------------------------------------------------
+
+
+def test_config_is_frozen_and_resolves_the_criterion_defaults():
+    import dataclasses
+
+    from lidsplit.split import SplitConfig
+
+    cfg = SplitConfig("gm", [2, 3], warmup_epochs=[1, 0])
+    assert cfg.criterion.name == "gm" and cfg.policy.factors == (2, 3) and cfg.warmup_epochs == (1, 0)
+    assert (cfg.rule, cfg.balanced, cfg.batches, cfg.score_batch_size) == ("min_cut", True, 100, 64)
+    assert [cfg.warmup(level) for level in range(4)] == [1, 0, 0, 0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="candidates"):
+        SplitConfig("random", candidates="all")
+    with pytest.raises(ValueError, match="rule"):
+        SplitConfig("exhaustive", rule="max_intra")
+
+
+def test_steps_one_by_one_give_the_run_and_are_idempotent(lid_tree, data, tmp_path):
+    """What an executor does: warm_up, score, choose on each node, then fine_tune each leaf, repeating a
+    step changes nothing; the tree and the leaves' weights are those of run_split."""
+    from lidsplit.split import SplitConfig, SplitRun
+
+    run = SplitRun(model(), data, SplitConfig("lid", 2, warmup_epochs=[1, 0], batches=2, score_batch_size=32,
+                                              criterion_options={"k": 5}), run_dir=tmp_path, progress=False)
+    frontier = [0]
+    for level in range(2):
+        nxt = []
+        for nid in frontier:
+            w = run.warm_up(nid, level)
+            assert run.warm_up(nid, level)["history"] == w["history"]  # resumed from its checkpoint
+            run.tree.nodes[nid].info["warmup"] = {"epochs": w["epochs"], "history": w["history"]}
+            s = run.score(nid)
+            again = run.score(nid)
+            assert all(np.array_equal(s.scores[e].similarity, again.scores[e].similarity) for e in s.candidates)
+            rec = run.choose(nid, 2, s)
+            assert run.choose(nid, 2, again) is run.tree.nodes[nid].scores and rec["edge"] == run.tree.nodes[nid].edge
+            nxt += run.tree.nodes[nid].children
+        frontier = nxt
+    for leaf in run.tree.leaves():
+        info = run.fine_tune(leaf.id)
+        assert run.fine_tune(leaf.id) == info
+    assert run.tree == lid_tree
+    result = run.run()  # everything is there: nothing is trained again
+    m = model(1)
+    for leaf in result.leaves():
+        assert result.weights[leaf.id] == tmp_path / "nodes" / str(leaf.id) / "final.pt"
+        result.load_leaf(m, leaf.id)
+        assert all(torch.equal(lid_tree.states[leaf.id][k], v) for k, v in m.state_dict().items())
+
+
+def test_the_result_holds_the_weights_and_timings(lid_tree, tmp_path):
+    from lidsplit.split import SplitResult
+
+    assert isinstance(lid_tree, SplitResult) and lid_tree.run_dir is None and not lid_tree.weights
+    assert sorted(lid_tree.states) == lid_tree.leaf_ids()
+    assert {"warmup", "score", "per_edge", "breakdown"} <= set(lid_tree.timings["0"])
+    assert "finetune" in lid_tree.timings[str(lid_tree.leaf_ids()[0])]
+    lid_tree.save(tmp_path / "t.json")
+    plain = SplitTree.load(tmp_path / "t.json")
+    assert plain == lid_tree and not hasattr(plain, "states")  # a plain tree carries no run attributes
+
+
+def test_calling_the_package_is_deprecated(data):
+    with pytest.warns(DeprecationWarning, match="lidsplit.run_split"):
+        t = lidsplit.split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
+    assert t == lidsplit.run_split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))

@@ -7,6 +7,7 @@
 - ``TensorLoader``: seeded, resumable batching; ``DataSplits.loaders(...) -> DataLoaders``.
 - ``hard_digits()``: a harder, deterministic task of distorted digit copies (ground-truth tables).
 - ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
+- ``stdlib_text()``, ``CharCorpus``, ``LMBatches``: character-level text shipped with Python, for LMs.
 """
 
 from lidsplit.common.errors import DataNotFoundError
@@ -27,6 +28,7 @@ from lidsplit.data.datasets import (
 )
 from lidsplit.data.distorted import distort_digits, hard_digits
 from lidsplit.data.registry import DATASETS, dataset_names, load, open_dataset
+from lidsplit.data.text import CharCorpus, LMBatches, stdlib_text
 from lidsplit.data.truth import TABLES, Table, TableEntry, ground_truth
 
 __all__ = [
@@ -52,4 +54,7 @@ __all__ = [
     "Table",
     "TableEntry",
     "TABLES",
+    "CharCorpus",
+    "LMBatches",
+    "stdlib_text",
 ]

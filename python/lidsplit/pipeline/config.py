@@ -85,14 +85,14 @@ class DataSection:
 
 @dataclass(frozen=True)
 class SpaceSection:
-    name: str = key("nb201", "built-in search space", "split", choices=lambda: tuple(spaces.SPACES), flag="--space")
+    name: str = key("nb201", "built-in search space", "split", choices=spaces.space_names, flag="--space")
     channels: int = key(8, "NB201 supernet width C", "split", minimum=1)
     cells: int = key(1, "NB201 cells per stage N", "split", minimum=1)
 
 
 @dataclass(frozen=True)
 class SplitSection:
-    criterion: str = key("lid", "splitting criterion", "split", choices=lambda: tuple(_split.CRITERIA))
+    criterion: str = key("lid", "splitting criterion", "split", choices=_split.criterion_names)
     rounds: int = key(2, "rounds of 2-way splits (2^rounds sub-supernets)", "split", minimum=1)
     preset: str = key("custom", "training protocol (lidsplit.split.schedule) resolved for base_epochs: equal-budget, "
                       "split-finetune, nas-lid, nas-lid-code, gm-nas, few-shot; custom: the five keys below",

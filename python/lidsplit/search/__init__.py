@@ -8,6 +8,11 @@
   reporting-only oracle and tqdm progress. Outside optimisers use ``AskTell`` or ``LeafEvaluator.evaluate``.
 - ``select_final``: the final architecture among the leaves' picks (validation accuracy, leaf validation
   loss, or GM-NAS successive halving); ``train_from_scratch``: train it and report its test accuracy.
+- Gradient-based single-stage search (DARTS / GDAS / DrNAS): ``gradient_search``,
+  ``GradientSearchConfig``, ``arch_parameters``, ``derive_arch``.
+- Black-box search with a score function (TangleNAS's two-stage baselines): ``random_search``,
+  ``evolutionary_search`` (the strategies above, driven by ``run_search``), ``classification_score``,
+  ``loss_score``.
 - ``rank_correlations``: Kendall tau-b / Spearman rho of predicted against true scores, over all
   architectures and over the top-k (NAS-LID's ranking measure); ``kendall_tau``, ``spearman_rho``.
 
@@ -26,8 +31,26 @@ or a built-in strategy is driven from outside: ``at = AskTell(Evolution(tree), h
 ``while (a := at.ask()) is not None: at.tell(a, ev.evaluate(a))``.
 """
 
+from lidsplit.search.blackbox import (
+    BlackBoxResult,
+    ScoreFn,
+    classification_score,
+    evolutionary_search,
+    loss_score,
+    random_search,
+)
 from lidsplit.search.driver import AskTell, HistoryError, Oracle, Record, SearchResult, run_search
 from lidsplit.search.evaluator import LeafEvaluator, ModelSource, Result
+from lidsplit.search.gradient import (
+    METHODS,
+    GradientSearchConfig,
+    GradientSearchResult,
+    arch_parameters,
+    derive_arch,
+    dirichlet_mean,
+    gradient_search,
+    sample_weights,
+)
 from lidsplit.search.ranking import kendall_tau, rank_correlations, spearman_rho
 from lidsplit.search.select import (
     CRITERIA,
@@ -79,4 +102,18 @@ __all__ = [
     "spearman_rho",
     "successive_halving",
     "train_from_scratch",
+    "METHODS",
+    "GradientSearchConfig",
+    "GradientSearchResult",
+    "arch_parameters",
+    "derive_arch",
+    "dirichlet_mean",
+    "gradient_search",
+    "sample_weights",
+    "BlackBoxResult",
+    "ScoreFn",
+    "classification_score",
+    "evolutionary_search",
+    "loss_score",
+    "random_search",
 ]

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from lidsplit.supernet import BatchNorm2d, Choice, Edge, SearchSpace
 from lidsplit.spaces.common import DilConv, FactorizedReduce, Pool, ReLUConvBN, SepConv, Supernet, Zero
+from lidsplit.spaces.registry import register_space
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
@@ -169,6 +170,7 @@ class DartsSupernet(Supernet):
         return list(self.cells)
 
 
+@register_space("darts")
 def darts(
     C: int = 8,
     layers: int = 5,

@@ -7,18 +7,32 @@ labelled ``"i<-j"``, so the space has exactly 6 edges, in the canonical order
 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2, and 5 ops in NB201's order:
 none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3.
 
+``entangled=True`` (TangleNAS section 4.2): the same space (edges, ops, labels, stem, blocks, classifier)
+with ``nor_conv_1x1`` the centre of ``nor_conv_3x3``'s kernel on every edge (one weight, one BatchNorm;
+:class:`NB201EntangledEdge`). Architecture weights are matched to kernels BY NAME: the op named
+``nor_conv_{k}x{k}`` uses the k x k centre, whatever the op order (the authors' code pairs them by
+position and gets 1x1 <-> 3x3 swapped). Mixture on an edge: ``sum over non-conv ops w_j op_j(x) +
+conv_group(x)``, conv_group being ReLU -> conv with the superposed kernel ``w_1x1 pad(W_1x1) + w_3x3
+W_3x3`` -> BatchNorm. With ``bn_scale="after"`` (default) the kernel is normalised by the group weight
+``t = w_1x1 + w_3x3`` and the BatchNorm output multiplied by t, so the group keeps its weight against
+skip / pool; ``bn_scale="before"`` is the authors' variant (t normalised away by the BatchNorm).
+
 Architecture index: ``SearchSpace.arch_to_index`` (mixed radix, first edge most significant); this is NOT
 the row number of the NAS-Bench-201 benchmark file. Use :func:`to_nb201_string` to look architectures up.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lidsplit.supernet import BatchNorm2d, Choice, Edge, SearchSpace
+from lidsplit.ops import masked_sum
 from lidsplit.spaces.common import Pool, ReLUConvBN, Supernet, Zero
+from lidsplit.spaces.registry import register_space
+from lidsplit.supernet import BatchNorm2d, Choice, Edge, Mixture, SearchSpace
+from lidsplit.supernet.entangled import Sel, SuperConv2d
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NB201_EDGES: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
@@ -39,12 +53,84 @@ def nb201_op(name: str, c: int, affine: bool, track: bool) -> nn.Module:
     raise ValueError(f"lidsplit: unknown NB201 op {name!r}; ops are {list(NB201_OPS)}")
 
 
-class NB201Cell(nn.Module):
-    def __init__(self, c: int, affine: bool = False, track: bool = True, ops: Sequence[str] = NB201_OPS):
+_CONV = re.compile(r"^nor_conv_(\d+)x(\d+)$")
+
+
+class NB201EntangledEdge(Choice):
+    """One NB201 edge with its conv ops entangled (``entangled=True``, see the module doc)."""
+
+    def __init__(self, label: str, c: int, ops: Sequence[str] = NB201_OPS, affine: bool = False, track: bool = True,
+                 bn_scale: str = "after"):
+        super().__init__(label, list(ops))
+        self.conv_ops: tuple[int, ...] = ()
+        kernels = []
+        plain = {}
+        for j, name in enumerate(self.op_names):
+            m = _CONV.match(name)
+            if m:
+                if m.group(1) != m.group(2):
+                    raise ValueError(f"lidsplit: {name!r}: only square kernels")
+                self.conv_ops += (j,)
+                kernels.append(int(m.group(1)))
+            else:
+                plain[name] = nb201_op(name, c, affine, track)
+        self.kernels = tuple(kernels)
+        self.plain = nn.ModuleDict(plain)
+        self.relu = nn.ReLU(inplace=False)
+        self.conv = (SuperConv2d(c, c, max(kernels), bias=not affine, bn=True, bn_affine=affine,
+                                 track_running_stats=track, bn_scale=bn_scale) if kernels else None)
+
+    def _conv_group(self, x: Tensor, sel: Sel) -> Tensor:
+        return self.conv(self.relu(x), sel, Sel.fixed(self.conv.out_channels))
+
+    def is_zero(self, index: int) -> bool:
+        name = self.op_names[index]
+        return name in self.plain and bool(getattr(self.plain[name], "is_zero", False))
+
+    def run_op(self, index: int, x: Tensor) -> Tensor:
+        if index in self.conv_ops:
+            return self._conv_group(x, Sel.one(self.conv_ops.index(index), self.kernels))
+        return self.plain[self.op_names[index]](x)
+
+    def mix(self, mixture: Mixture, x: Tensor) -> Tensor:
+        sel = Sel.from_mixture(mixture, range(len(self))).subset(self.conv_ops, self.kernels) if self.conv_ops else None
+        rest = [j for j in mixture.active if j not in self.conv_ops and not self.is_zero(j)]
+        outs = [self.plain[self.op_names[j]](x).contiguous() for j in rest]
+        y = masked_sum(outs, mixture.weights[..., rest].to(outs[0].dtype)) if outs else None
+        if sel is not None:
+            c = self._conv_group(x, sel)
+            y = c if y is None else y + c
+        if y is None:  # only zero ops enabled
+            return self.run_op(mixture.active[0], x)
+        return y
+
+    def fixed(self, index: int) -> nn.Module:
+        if index in self.conv_ops:
+            return _FixedConv(self.relu, self.conv, self.conv_ops.index(index), self.kernels)
+        return self.plain[self.op_names[index]]
+
+
+class _FixedConv(nn.Module):
+    def __init__(self, relu: nn.Module, conv: SuperConv2d, index: int, kernels: tuple[int, ...]):
         super().__init__()
-        self.edges = nn.ModuleList(
-            Choice(lb, [(op, nb201_op(op, c, affine, track)) for op in ops]) for lb in NB201_EDGES
-        )
+        self.relu, self.conv, self.index, self.kernels = relu, conv, index, kernels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.relu(x), Sel.one(self.index, self.kernels), Sel.fixed(self.conv.out_channels))
+
+
+class NB201Cell(nn.Module):
+    """One NB201 cell: its 6 edges are ``Choice`` s of NB201 ops, or :class:`NB201EntangledEdge` s."""
+
+    def __init__(self, c: int, affine: bool = False, track: bool = True, ops: Sequence[str] = NB201_OPS,
+                 entangled: bool = False, bn_scale: str = "after"):
+        super().__init__()
+        if entangled:
+            self.edges = nn.ModuleList(NB201EntangledEdge(lb, c, ops, affine, track, bn_scale) for lb in NB201_EDGES)
+        else:
+            self.edges = nn.ModuleList(
+                Choice(lb, [(op, nb201_op(op, c, affine, track)) for op in ops]) for lb in NB201_EDGES
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         nodes = [x]
@@ -80,16 +166,11 @@ class ResNetBlock(nn.Module):
 
 
 class NB201Supernet(Supernet):
-    def __init__(
-        self,
-        C: int = 8,
-        N: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        affine: bool = False,
-        track_running_stats: bool = True,
-        ops: Sequence[str] = NB201_OPS,
-    ):
+    """The NAS-Bench-201 supernet (arguments: :func:`nb201`)."""
+
+    def __init__(self, C: int = 8, N: int = 1, num_classes: int = 10, in_channels: int = 1, affine: bool = False,
+                 track_running_stats: bool = True, ops: Sequence[str] = NB201_OPS, entangled: bool = False,
+                 bn_scale: str = "after"):
         super().__init__()
         if C < 1 or N < 1 or num_classes < 1 or in_channels < 1:
             raise ValueError(f"lidsplit: nb201 needs C, N, num_classes, in_channels >= 1 (got {C}, {N}, {num_classes}, {in_channels})")
@@ -101,7 +182,7 @@ class NB201Supernet(Supernet):
             if stage > 0:
                 cells.append(ResNetBlock(c, 2 * c, 2, track=track))
                 c *= 2
-            cells.extend(NB201Cell(c, affine, track, ops) for _ in range(N))
+            cells.extend(NB201Cell(c, affine, track, ops, entangled, bn_scale) for _ in range(N))
         self.cells = nn.ModuleList(cells)
         self.lastact = nn.Sequential(BatchNorm2d(c, track_running_stats=track), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -123,19 +204,15 @@ class NB201Supernet(Supernet):
         return list(self.cells)
 
 
-def nb201(
-    C: int = 8,
-    N: int = 1,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    affine: bool = False,
-    track_running_stats: bool = True,
-    ops: Sequence[str] = NB201_OPS,
-) -> NB201Supernet:
+@register_space("nb201", aliases=("nasbench201",))
+def nb201(C: int = 8, N: int = 1, num_classes: int = 10, in_channels: int = 1, affine: bool = False,
+          track_running_stats: bool = True, ops: Sequence[str] = NB201_OPS, entangled: bool = False,
+          bn_scale: str = "after") -> NB201Supernet:
     """NAS-Bench-201 supernet (NB201 uses C=16, N=5, in_channels=3). Search-cell BatchNorms are
     affine-free by default (as NB201's search models); stem, reduction blocks and the last BN are affine.
-    `ops` may list a subset of the NB201 ops (in any order) for reduced spaces."""
-    return NB201Supernet(C, N, num_classes, in_channels, affine, track_running_stats, ops)
+    `ops` may list a subset of the NB201 ops (in any order) for reduced spaces. ``entangled=True``: the
+    1x1 and 3x3 convs of each edge share one kernel (TangleNAS; ``bn_scale``: see the module doc)."""
+    return NB201Supernet(C, N, num_classes, in_channels, affine, track_running_stats, ops, entangled, bn_scale)
 
 
 # ---- canonical strings ----------------------------------------------------------------------------

@@ -1,7 +1,13 @@
-"""The split run: warm up, score, split, level after level, then fine-tune the leaves. One call.
+"""The split run: warm up, score, split, level after level, then fine-tune the leaves.
 
-``lidsplit.split(model, data, criterion="lid", policy=2, ...)`` (also ``lidsplit.split.split`` and
-``lidsplit.run_split``) returns the :class:`~lidsplit.split.tree.SplitTree`. What it does:
+Entry point: ``lidsplit.run_split(model, data, criterion="lid", policy=2, ...)`` (also
+``lidsplit.split.run_split``; the old names ``lidsplit.split.split`` and the callable package
+``lidsplit.split(...)`` still work, the latter with a DeprecationWarning). It builds a frozen
+:class:`SplitConfig` (what decides the result: the run's identity) and runs a :class:`SplitRun`, whose steps
+are the units an executor (a Ray scheduler, say) can run one by one: :meth:`SplitRun.warm_up`,
+:meth:`SplitRun.score`, :meth:`SplitRun.choose` and :meth:`SplitRun.fine_tune`, each taking a node id,
+each idempotent given the run directory. It returns a :class:`SplitResult`: the split tree plus where
+each leaf's final weights are and how long each step took.
 
 1. The tree starts as one root node (the full space, or ``root``). Level ``l = 0, 1, ...``: the policy
    (:mod:`lidsplit.split.policy`) gives a branching factor per current leaf (tree order); ``None`` ends
@@ -56,7 +62,7 @@ interruption (an exception, a kill) resumes where it stopped and gives the same 
 uninterrupted run (CPU; GPU: cuDNN non-determinism aside). A call with different arguments on an existing
 run directory raises :class:`SplitRunError` listing the differences (nothing is overwritten); a
 finished run is loaded and returned. Without ``run_dir`` nothing is written and the leaves' final
-weights are kept in memory: ``tree.states[node_id]`` (a state dict), also through :func:`load_leaf`.
+weights are kept in memory: ``result.states[node_id]`` (a state dict), also through :func:`load_leaf`.
 
 ``callback(event)`` receives a :class:`SplitEvent` after each warm-up, split and fine-tuned leaf, and
 at the end; an exception raised there stops the run (the run directory stays consistent).
@@ -67,11 +73,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,22 +86,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from lidsplit._io import atomic_torch_save, atomic_write_text
-from lidsplit.data.core import Dataset, DataSplits, TensorLoader, derive_seed
-from lidsplit.split.criteria import (
-    Criterion,
-    EdgeScore,
-    ScoringSet,
-    make_criterion,
-    scoring_set,
-)
-from lidsplit.split.partition import partition
+import lidsplit.train as _train  # looked up at call time: tests and tools may wrap train_subsupernet
+from lidsplit.common.batch import model_device
+from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.rundir import RunDir, StateFormat
+from lidsplit.common.seeds import derive_seed
+from lidsplit.data.core import Dataset, DataSplits, TensorLoader
+from lidsplit.split.criteria import Criterion, EdgeScore, ScoringSet, make_criterion, scoring_set
+from lidsplit.split.partition import Partition, partition
 from lidsplit.split.policy import SplitPolicy, levels, rounds
 from lidsplit.split.selection import RULES, select_edge, separability
 from lidsplit.split.tree import SplitTree, to_jsonable
 from lidsplit.supernet import SubSupernet, search_space
+from lidsplit.train.loop import _loader_signature
 
-__all__ = ["split", "SplitEvent", "SplitRunError", "load_leaf", "candidate_edges"]
+__all__ = ["run_split", "split", "SplitConfig", "SplitRun", "SplitResult", "SplitEvent", "SplitRunError",
+           "load_leaf", "candidate_edges", "LR_SCHEDULES"]
 
 FORMAT = "lidsplit.split_run"
 VERSION = 1
@@ -102,8 +110,13 @@ VERSION = 1
 LR_SCHEDULES = ("restart", "continued")
 
 
-class SplitRunError(RuntimeError):
+class SplitRunError(RunMismatchError):
     """A run directory that cannot be used for this call (another run's, or not a split run)."""
+
+
+#: The run directory's state file (``run.json``): header, refusals (``lidsplit.common.rundir``).
+SPLIT_RUN = StateFormat(FORMAT, VERSION, "split-run state file", SplitRunError,
+                        remedy="pick another run directory, or delete this one to split again")
 
 
 @dataclass
@@ -158,8 +171,6 @@ def _loaders(data: Any, batch_size: int, seed: int, device: torch.device) -> Any
 
 
 def _data_signature(data: Any) -> dict[str, Any]:
-    from lidsplit.train.loop import _loader_signature
-
     loader = getattr(data, "train", data)
     if isinstance(loader, Dataset):
         sig: dict[str, Any] = {"type": "Dataset", "samples": len(loader)}
@@ -187,15 +198,6 @@ def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: saved {json.dumps(a)[:100]} != now {json.dumps(b)[:100]}"]
-
-
 def _partition_json(p: Any) -> dict[str, Any]:
     return {"groups": [list(g) for g in p.groups], "intra": p.intra, "cut": p.cut, "ncut": p.ncut,
             "mean_intra": p.mean_intra, "mean_cut": p.mean_cut, "count": p.count, "num_optimal": p.num_optimal,
@@ -206,60 +208,506 @@ def _history(res: Any) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k != "seconds"} for h in res.history]
 
 
-class _Store:
-    """Node weights and checkpoints: in a run directory, or in memory."""
+# ---- the configuration ---------------------------------------------------------------------------
 
-    def __init__(self, run_dir: Path | None) -> None:
-        self.dir = run_dir
-        self.mem: dict[str, dict[str, torch.Tensor]] = {}
 
-    def path(self, key: str) -> Path | None:
-        return None if self.dir is None else self.dir / key
+@dataclass(frozen=True)
+class SplitConfig:
+    """What decides a split run's result (with the model, the data and the root): its identity.
+
+    Built from the arguments of :func:`run_split` (see there); ``__post_init__`` checks them and resolves
+    the defaults, so every field holds its final value: ``criterion`` a :class:`Criterion` (a name is built
+    with ``criterion_options``), ``policy`` a :class:`SplitPolicy` (an int ``T``: ``rounds(T)``; a list:
+    ``levels``), ``warmup_epochs`` one int per level (the last repeats), ``train`` a ``TrainConfig``,
+    ``batches`` / ``score_batch_size`` / ``rule`` / ``balanced`` the criterion's defaults when None.
+    """
+
+    criterion: Criterion | str = "lid"
+    policy: SplitPolicy | int | Sequence[int] = 2
+    warmup_epochs: int | Sequence[int] = 1
+    finetune_epochs: int = 0
+    restart: bool = False
+    lr_schedule: str = "restart"
+    carry_optimizer: bool = False
+    train: Any = None
+    batch_size: int = 64
+    batches: int | None = None
+    score_batch_size: int | None = None
+    rule: str | None = None
+    balanced: bool | None = None
+    candidates: str = "unsplit"
+    seed: int = 0
+    criterion_options: InitVar[Mapping[str, Any] | None] = None
+
+    def __post_init__(self, criterion_options: Mapping[str, Any] | None) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed: expected an int, got {self.seed!r}")
+        crit = make_criterion(self.criterion, **dict(criterion_options or {}))
+        warm = [int(self.warmup_epochs)] if isinstance(self.warmup_epochs, int) else [int(w) for w in self.warmup_epochs]
+        if not warm or any(w < 0 for w in warm):
+            raise ValueError(f"warmup_epochs: expected ints >= 0, got {self.warmup_epochs!r}")
+        if self.finetune_epochs < 0:
+            raise ValueError(f"finetune_epochs: expected >= 0, got {self.finetune_epochs}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not isinstance(self.carry_optimizer, bool):
+            raise TypeError(f"carry_optimizer: expected a bool, got {self.carry_optimizer!r}")
+        rule = crit.rule if self.rule is None else self.rule
+        allowed = ("ordered", "random") if crit.exhaustive else RULES
+        if rule not in allowed:
+            raise ValueError(f"rule: expected one of {allowed} for criterion {crit.name!r}, got {rule!r}")
+        if self.candidates not in ("unsplit", "splittable"):
+            raise ValueError(f"candidates: expected 'unsplit' or 'splittable', got {self.candidates!r}")
+        resolved = {
+            "criterion": crit, "policy": _policy(self.policy), "warmup_epochs": tuple(warm),
+            "finetune_epochs": int(self.finetune_epochs), "restart": bool(self.restart), "train": _train_config(self.train),
+            "batch_size": int(self.batch_size), "rule": rule,
+            "batches": crit.default_batches if self.batches is None else int(self.batches),
+            "score_batch_size": crit.default_batch_size if self.score_batch_size is None else int(self.score_batch_size),
+            "balanced": crit.balanced if self.balanced is None else bool(self.balanced),
+        }
+        for k, v in resolved.items():
+            object.__setattr__(self, k, v)
+
+    def warmup(self, level: int) -> int:
+        """The warm-up epochs of ``level`` (the last value repeats)."""
+        w = self.warmup_epochs
+        return w[min(level, len(w) - 1)]  # type: ignore[index]
+
+    def trained_before(self, level: int) -> int:
+        """The warm-up epochs a node of ``level`` inherits from its ancestors."""
+        return sum(self.warmup(j) for j in range(level))
+
+
+def _train_config(train: Any) -> Any:
+    if train is None:
+        return _train.TrainConfig(epochs=0)
+    if isinstance(train, _train.TrainConfig):
+        return train
+    if isinstance(train, Mapping):
+        return _train.TrainConfig(**{"epochs": 0, **dict(train)})
+    raise TypeError(f"train: expected a TrainConfig or a dict of its fields, got {type(train).__name__}")
+
+
+# ---- the run directory ---------------------------------------------------------------------------
+
+
+class _RunStore:
+    """The split run's state (run.json: format, version, identity, status, timings), its tree and its node
+    weights / checkpoints: in a run directory (:class:`~lidsplit.common.rundir.RunDir`), or in memory
+    (nothing written). Refuses a directory that holds another run or anything else."""
+
+    def __init__(self, run_dir: str | os.PathLike[str] | None) -> None:
+        self.rd = None if run_dir is None else RunDir(run_dir, flag="run_dir")
+        self.dir = None if self.rd is None else self.rd.path
+        self.mem: dict[str, Any] = {}
+
+    def open(self, identity: dict[str, Any], init_state: dict[str, torch.Tensor]) -> tuple[dict[str, Any], SplitTree | None]:
+        """The run's state and saved tree (None: a new run), after checking the directory's identity."""
+        state = SPLIT_RUN.header(identity, status="running", timings={})
+        tree = None
+        if self.rd is not None:
+            self.rd.create()
+            if self.rd.has("run.json"):
+                state = SPLIT_RUN.read(self.rd / "run.json")
+                SPLIT_RUN.refuse_changed(self.rd / "run.json", state.get("identity"), identity,
+                                         whose="a split run with different arguments")
+                if self.rd.has("tree.json"):
+                    tree = SplitTree.load(self.rd / "tree.json")
+            elif not self.rd.is_empty():
+                raise SplitRunError(f"{self.dir} is not empty and holds no split run (run.json); pick an empty directory")
+            if not self.has("init.pt"):
+                self.save("init.pt", init_state)
+        return state, tree
+
+    def lock(self) -> Any:
+        """The run directory's lock for the whole run (the driver process only; re-entrant)."""
+        return nullcontext() if self.rd is None else self.rd.lock("lidsplit.run_split")
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        if self.rd is not None:
+            self.rd.save_json("run.json", to_jsonable(state))
+
+    def save_tree(self, tree: SplitTree) -> None:
+        if self.rd is not None:
+            tree.save(self.rd / "tree.json")
 
     def node_path(self, node: int, name: str) -> Path | None:
-        if self.dir is None:
+        if self.rd is None:
             return None
-        d = self.dir / "nodes" / str(node)
+        d = self.rd / "nodes" / str(node)
         d.mkdir(parents=True, exist_ok=True)
         return d / name
 
     def has(self, key: str) -> bool:
-        return key in self.mem if self.dir is None else (self.dir / key).exists()
+        return key in self.mem if self.rd is None else self.rd.has(key)
 
-    def save(self, key: str, state: dict[str, torch.Tensor]) -> None:
-        if self.dir is None:
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        if self.rd is None:
             self.mem[key] = state
-            return
+        else:
+            self.rd.save_state(key, state)
 
-        p = self.dir / key
-        p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(state, p)
-
-    def load(self, key: str) -> dict[str, torch.Tensor]:
-        if self.dir is None:
+    def load(self, key: str) -> dict[str, Any]:
+        if self.rd is None:
             return self.mem[key]
-        return torch.load(self.dir / key, map_location="cpu", weights_only=True)
+        return self.rd.load_state(key, what="split-run weights file", remedy="delete the run directory to split again")
+
+
+# ---- the result ----------------------------------------------------------------------------------
+
+
+class SplitResult(SplitTree):
+    """What a split run returns: the split tree itself (every :class:`SplitTree` method and ``==`` work on
+    it; its JSON is the tree's) plus where the leaves' final weights are and the steps' wall times.
+
+    run_dir: the run directory (None: the run kept everything in memory).
+    weights: leaf id -> its final weights file (in ``run_dir``; empty without one).
+    states: leaf id -> its final state dict (in memory; empty with a run directory).
+    timings: node id (str) -> seconds of its steps (``warmup``, ``score``, ``per_edge``, ``finetune``...).
+    """
+
+    def __init__(self, root: Any, *, info: Mapping[str, Any] | None = None) -> None:
+        super().__init__(root, info=info)
+        self.run_dir: Path | None = None
+        self.weights: dict[int, Path] = {}
+        self.states: dict[int, dict[str, torch.Tensor]] = {}
+        self.timings: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def of(cls, tree: SplitTree, store: _RunStore, timings: Mapping[str, Any]) -> SplitResult:
+        """The result of a finished run: ``tree``'s nodes (shared, not copied) and the store's weights."""
+        res = cls(tree.root.sub)
+        res.nodes = tree.nodes
+        res.run_dir = store.dir
+        res.timings = dict(timings)
+        for leaf in res.leaves():
+            key = leaf.info.get("weights")
+            if store.dir is None:
+                res.states[leaf.id] = store.mem[f"nodes/{leaf.id}/final.pt"]
+            elif key is not None:
+                res.weights[leaf.id] = store.dir / key
+        return res
+
+    def load_leaf(self, model: nn.Module, node_id: int) -> nn.Module:
+        """Load leaf ``node_id``'s final weights into ``model`` (in place; returned)."""
+        return load_leaf(model, self, node_id)
 
 
 def load_leaf(model: nn.Module, tree: SplitTree, node_id: int, run_dir: str | os.PathLike[str] | None = None) -> nn.Module:
-    """Load leaf ``node_id``'s final weights into ``model`` (in place; returned): from ``tree.states`` when
-    the run kept them in memory, else from ``run_dir / node.info["weights"]``."""
-    states = getattr(tree, "states", None)
-    if states and node_id in states:
-        model.load_state_dict(states[node_id])
+    """Load leaf ``node_id``'s final weights into ``model`` (in place; returned): from the result's
+    in-memory states when the run kept them, else from ``run_dir`` (default: the result's run directory)
+    ``/ node.info["weights"]``."""
+    if isinstance(tree, SplitResult) and node_id in tree.states:
+        model.load_state_dict(tree.states[node_id])
         return model
     rel = tree.node(node_id).info.get("weights")
     if rel is None:
         raise KeyError(f"split tree: node {node_id} has no final weights (not a fine-tuned leaf?)")
-    base = Path(run_dir) if run_dir is not None else Path(getattr(tree, "run_dir", "."))
-    model.load_state_dict(torch.load(base / rel, map_location="cpu", weights_only=True))
+    if run_dir is None:
+        run_dir = tree.run_dir if isinstance(tree, SplitResult) and tree.run_dir is not None else "."
+    model.load_state_dict(torch.load(Path(run_dir) / rel, map_location="cpu", weights_only=True))
     return model
 
 
-# ---- the run -------------------------------------------------------------------------------------
+# ---- the engine ----------------------------------------------------------------------------------
 
 
-def split(
+@dataclass
+class NodeScores:
+    """What :meth:`SplitRun.score` measured on one node: the candidate edges, their scores, the scoring
+    set's description and seed, and the wall time."""
+
+    candidates: tuple[int, ...]
+    scores: dict[int, EdgeScore]
+    scoring: dict[str, Any]
+    seed: int
+    seconds: float
+
+
+class SplitRun:
+    """One split run of ``model`` (not modified: the run trains a copy) on ``data`` with ``config``.
+
+    The steps (each takes a node id, is idempotent given the run directory, and returns plain data):
+    :meth:`warm_up`, :meth:`score`, :meth:`choose`, :meth:`fine_tune`; :meth:`run` chains them level by
+    level (module docstring) and returns the :class:`SplitResult`. ``score_data``: the scoring batches'
+    source (default ``data``); ``root``: the sub-supernet to split (default the full space).
+    """
+
+    def __init__(self, model: nn.Module, data: Any, config: SplitConfig, *, score_data: Any = None,
+                 root: SubSupernet | None = None, run_dir: str | os.PathLike[str] | None = None,
+                 progress: bool = True, callback: Callable[[SplitEvent], None] | None = None) -> None:
+        cfg = self.config = config
+        space = search_space(model)
+        root_sub = SubSupernet.full(space) if root is None else root
+        if not isinstance(root_sub, SubSupernet) or root_sub.space != space:
+            raise ValueError("root: expected a SubSupernet of the model's search space")
+        self.progress, self.callback = progress, callback
+        self.device = model_device(model)
+        self.model = copy.deepcopy(model)
+        self.init_state = _clone_state(self.model)
+        self.loaders = _loaders(data, cfg.batch_size, cfg.seed, self.device)
+        self.score_data = data if score_data is None else score_data
+        # the epochs trained on every root-to-leaf path (the span of a "continued" learning rate)
+        depth = len(cfg.policy.simulate(_capacity(root_sub, cfg.candidates))) - 1
+        self.path_epochs = cfg.trained_before(depth) + cfg.finetune_epochs
+        identity = self._identity(model, root_sub, score_data)
+        self.store = _RunStore(run_dir)
+        self.state, tree = self.store.open(identity, self.init_state)
+        if tree is None:
+            tree = SplitTree(root_sub, info={"criterion": cfg.criterion.config(), "seed": cfg.seed})
+        elif tree.root.sub != root_sub:
+            raise SplitRunError(f"{self.store.dir}/tree.json does not start from the requested root sub-supernet")
+        self.tree = tree
+        self._save()
+
+    def _identity(self, model: nn.Module, root: SubSupernet, score_data: Any) -> dict[str, Any]:
+        cfg = self.config
+        identity = {
+            "space": root.space.to_json(),
+            "root": [sorted(m) for m in root.masks],
+            "model": {"type": type(model).__name__, "weights_sha": _state_sha(self.init_state)},
+            "criterion": to_jsonable(cfg.criterion.config()),
+            "policy": to_jsonable(dataclasses.asdict(cfg.policy)),
+            "warmup_epochs": list(cfg.warmup_epochs),
+            "finetune_epochs": cfg.finetune_epochs,
+            "restart": cfg.restart,
+            "train": cfg.train.to_json() | {"epochs": None, "seed": None},
+            "batch_size": cfg.batch_size,
+            "scoring": {"batches": cfg.batches, "batch_size": cfg.score_batch_size,
+                        "data": _data_signature(score_data) if score_data is not None else "train"},
+            "data": _data_signature(self.loaders),
+            "rule": cfg.rule,
+            "balanced": cfg.balanced,
+            "candidates": cfg.candidates,
+            "seed": cfg.seed,
+        }
+        # non-default schedule settings only, so run directories made before they existed stay valid
+        if cfg.lr_schedule != "restart":
+            identity["lr_schedule"] = cfg.lr_schedule
+        if cfg.carry_optimizer:
+            identity["carry_optimizer"] = True
+        return identity
+
+    # ---- the steps ----------------------------------------------------------------------------------
+    def warm_up(self, node: int, level: int) -> dict[str, Any]:
+        """Train ``node`` from its parent's warmed-up weights (the root: the initial ones) for the warm-up
+        epochs of ``level``; saves ``nodes/<node>/trained.pt`` and returns ``{"epochs", "history",
+        "seconds"}`` (resumed from the warm-up checkpoint, so a repeated call trains no further). With
+        ``carry_optimizer`` it starts from the parent's optimiser state and saves its own
+        (``nodes/<node>/optim.pt``)."""
+        t0 = time.perf_counter()
+        self.model.load_state_dict(self._start_state(node))
+        epochs = self.config.warmup(level)
+        hist, optim = self._train(node, "warmup", epochs, "warmup.pt", self._segment(level, epochs, leaf=False),
+                                  self._start_optimizer(node))
+        if self.config.carry_optimizer and optim is not None:
+            self.store.save(f"nodes/{node}/optim.pt", copy.deepcopy(optim))
+        self.store.save(f"nodes/{node}/trained.pt", _clone_state(self.model))
+        return {"epochs": epochs, "history": hist, "seconds": time.perf_counter() - t0}
+
+    def score(self, node: int) -> NodeScores:
+        """Score the candidate edges of ``node`` (its warmed-up weights) on one seeded ScoringSet."""
+        cfg, crit = self.config, self.config.criterion
+        sub = self.tree.nodes[node].sub
+        node_seed = derive_seed("lidsplit.split.node", cfg.seed, node) % (2**62)
+        t0 = time.perf_counter()
+        self.model.load_state_dict(self.store.load(f"nodes/{node}/trained.pt"))
+        scoring: ScoringSet = scoring_set(sub, self.score_data, cfg.batches, batch_size=cfg.score_batch_size,
+                                          seed=node_seed, device=self.device)
+        cands = candidate_edges(sub, cfg.candidates)
+        dev = self.device
+        cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(node_seed % (2**31))
+            scores = crit.score_edges(self.model if crit.needs_model else None, scoring, cands, progress=self.progress)
+        return NodeScores(cands, scores, scoring.describe(), node_seed, time.perf_counter() - t0)
+
+    def choose(self, node: int, b: int, scored: NodeScores) -> dict[str, Any]:
+        """Split ``node`` into ``b`` groups on the edge the rule picks among the informative candidates
+        (exhaustive: one group per op); records the scores on the node and returns that record. A node
+        already split is left as it is (its record returned)."""
+        n = self.tree.nodes[node]
+        if n.children:
+            return n.scores
+        record = _split_record(self.config, n.sub, b, scored)
+        part_groups = record.pop("_groups")
+        self.tree.split(node, record["edge"], part_groups, criterion=self.config.criterion.name, scores=record,
+                        seed=int(scored.seed))
+        return record
+
+    def fine_tune(self, leaf: int) -> dict[str, Any]:
+        """Train ``leaf`` after the last split (from its parent's warmed-up weights, or fresh ones with
+        ``restart``) for ``finetune_epochs``; saves ``nodes/<leaf>/final.pt`` and returns the leaf's
+        ``finetune`` record. A leaf already fine-tuned is not trained again."""
+        cfg, n = self.config, self.tree.nodes[leaf]
+        key = f"nodes/{leaf}/final.pt"
+        if "weights" in n.info and self.store.has(key):
+            return n.info["finetune"]
+        t0 = time.perf_counter()
+        self.model.load_state_dict(self._start_state(leaf))
+        if cfg.restart:  # fresh weights, fresh optimiser, own cosine
+            fresh = _train.child_weights(self.model, "restart", seed=derive_seed("lidsplit.split.restart", cfg.seed) % (2**31))
+            self.model.load_state_dict(fresh.state_dict())
+            del fresh
+            sched, optim = {}, None
+        else:
+            sched = self._segment(self.tree.depth(leaf), cfg.finetune_epochs, leaf=True)
+            optim = self._start_optimizer(leaf)
+        hist, _ = self._train(leaf, "finetune", cfg.finetune_epochs, "finetune.pt", sched, optim)
+        self.store.save(key, _clone_state(self.model))
+        n.info["finetune"] = {"epochs": cfg.finetune_epochs, "restart": cfg.restart, "history": hist}
+        n.info["weights"] = key
+        self.state["timings"].setdefault(str(leaf), {})["finetune"] = time.perf_counter() - t0
+        return n.info["finetune"]
+
+    # ---- the run ------------------------------------------------------------------------------------
+    def run(self) -> SplitResult:
+        """Every level's splits, then every leaf's fine-tuning; the finished run's result (a finished run
+        directory: loaded, nothing recomputed)."""
+        with self.store.lock():
+            self._run_levels_and_leaves()
+        result = SplitResult.of(self.tree, self.store, self.state["timings"])
+        if self.callback is not None:
+            self.callback(SplitEvent("done", None, None, result, {}))
+        return result
+
+    def _run_levels_and_leaves(self) -> None:
+        status = progress_bar(None, enabled=self.progress, desc="split", total=None)
+        if self.state.get("status") != "done":
+            self._split_levels(status)
+            for leaf in self.tree.leaves():
+                if "weights" in leaf.info and self.store.has(f"nodes/{leaf.id}/final.pt"):
+                    continue
+                info = self.fine_tune(leaf.id)
+                self._save()
+                status.update(1)
+                self._emit("finetune", None, leaf.id, history=info["history"])
+            self.state["status"] = "done"
+            self.store.save_state(self.state)
+        status.close()
+
+    def _split_levels(self, status: Any) -> None:
+        frontier, level = [0], 0
+        while True:
+            caps = [_capacity(self.tree.nodes[i].sub, self.config.candidates) for i in frontier]
+            plan = self.config.policy.plan(level, len(frontier), caps)
+            if plan is None:
+                return
+            nxt: list[int] = []
+            for nid, b in zip(frontier, plan):
+                if b <= 1:
+                    nxt.append(nid)
+                    continue
+                if not self.tree.nodes[nid].children:
+                    self._split_node(nid, level, b, status)
+                nxt.extend(self.tree.nodes[nid].children)
+            frontier = nxt
+            level += 1
+
+    def _split_node(self, nid: int, level: int, b: int, status: Any) -> None:
+        warm = self.warm_up(nid, level)
+        node = self.tree.nodes[nid]
+        node.info["warmup"] = {"epochs": warm["epochs"], "history": warm["history"]}
+        self._emit("warmup", level, nid, epochs=warm["epochs"], history=warm["history"])
+        scored = self.score(nid)
+        self.choose(nid, b, scored)
+        self.state["timings"][str(nid)] = {
+            "warmup": warm["seconds"], "score": scored.seconds,
+            "per_edge": {str(e): scored.scores[e].seconds for e in scored.candidates},
+            "breakdown": {str(e): scored.scores[e].timings for e in scored.candidates},
+        }
+        self._save()
+        status.set_postfix(node=nid, edge=node.edge, refresh=False)
+        status.update(1)
+        self._emit("split", level, nid, edge=node.edge, groups=node.groups)
+
+    def _start_state(self, nid: int) -> dict[str, torch.Tensor]:
+        parent = self.tree.nodes[nid].parent
+        return self.init_state if parent is None else self.store.load(f"nodes/{parent}/trained.pt")
+
+    def _start_optimizer(self, nid: int) -> dict[str, Any] | None:
+        parent = self.tree.nodes[nid].parent
+        if not self.config.carry_optimizer or parent is None or not self.store.has(f"nodes/{parent}/optim.pt"):
+            return None
+        return self.store.load(f"nodes/{parent}/optim.pt")
+
+    def _segment(self, level: int, epochs: int, leaf: bool) -> dict[str, int]:
+        """TrainConfig schedule fields of a stage at ``level`` (a leaf's fine-tune: ``leaf``)."""
+        if self.config.lr_schedule == "restart":
+            return {}
+        start = self.config.trained_before(level)
+        span = start + epochs if leaf else max(self.path_epochs, start + epochs)
+        return {"schedule_start": start, "schedule_epochs": span}
+
+    def _train(self, nid: int, kind: str, epochs: int, ckpt_name: str, sched: dict[str, int],
+               optim: dict[str, Any] | None) -> tuple[list[dict[str, float]], dict[str, Any] | None]:
+        if epochs <= 0:
+            return [], optim
+        seed = derive_seed("lidsplit.split", kind, self.config.seed, nid) % (2**31)
+        c = dataclasses.replace(self.config.train, epochs=epochs, seed=seed, **sched)
+        res = _train.train_subsupernet(self.model, self.tree.nodes[nid].sub, self.loaders, config=c,
+                                       optimizer_state=optim, checkpoint=self.store.node_path(nid, ckpt_name),
+                                       progress=self.progress)
+        return _history(res), res.optimizer_state
+
+    def _save(self) -> None:
+        self.store.save_state(self.state)
+        self.store.save_tree(self.tree)
+
+    def _emit(self, kind: str, level: int | None, node: int | None, **info: Any) -> None:
+        if self.callback is not None:
+            self.callback(SplitEvent(kind, level, node, self.tree, info))
+
+
+def _split_record(cfg: SplitConfig, sub: SubSupernet, b: int, scored: NodeScores) -> dict[str, Any]:
+    """The edge and partition the rule picks for a split into ``b`` groups, and the JSON record of every
+    candidate's score (``_groups``: the chosen partition's groups, for ``SplitTree.split``)."""
+    crit, scores, cands = cfg.criterion, scored.scores, scored.candidates
+    # informative edges that can take b groups first; all candidates if none is left
+    informative = [e for e in cands if scores[e].informative and len(scores[e].ops) >= (2 if crit.exhaustive else b)]
+    informative = informative or list(cands)
+    rng = np.random.default_rng(derive_seed("lidsplit.split.rule", scored.seed))
+    ops = {e: scores[e].ops for e in cands}
+    choice_scores: dict[int, float] | None
+    parts: dict[int, Partition]
+    if crit.exhaustive:
+        eligible = [e for e in informative if len(ops[e]) >= 2]
+        if cfg.rule == "random":
+            edge = eligible[int(rng.integers(len(eligible)))]
+        elif cfg.rule == "ordered":
+            edge = eligible[0]
+        else:
+            raise ValueError(f"exhaustive: rule must be 'ordered' or 'random', got {cfg.rule!r}")
+        part = partition(scores[edge].similarity, len(ops[edge]), balanced=True, ops=ops[edge])
+        choice_scores, parts = None, {edge: part}
+    else:
+        ch = select_edge({e: scores[e].similarity for e in informative}, b, cfg.rule, balanced=cfg.balanced,
+                         seed=rng, ops={e: ops[e] for e in informative})
+        edge, part, choice_scores = ch.edge, ch.partition, ch.scores
+        parts = dict(ch.partitions) if ch.partitions is not None else {edge: part}
+    edges_json: dict[str, Any] = {}
+    for e in cands:
+        d = scores[e].to_json()
+        d["separability"] = separability(scores[e].similarity) if scores[e].n >= 2 else 0.0
+        if e in parts:
+            d["partition"] = _partition_json(parts[e])
+        if choice_scores is not None and e in choice_scores:
+            d["score"] = choice_scores[e]
+        edges_json[str(e)] = d
+    return {
+        "rule": cfg.rule, "b": len(part.groups), "balanced": part.balanced, "edge": edge,
+        "label": sub.space.edges[edge].label, "partition": _partition_json(part),
+        "separability": edges_json[str(edge)]["separability"], "candidates": list(cands),
+        "informative": list(informative), "edges": edges_json, "scoring": scored.scoring,
+        "criterion_config": crit.config(), "_groups": [list(g) for g in part.groups],
+    }
+
+
+# ---- the entry point -----------------------------------------------------------------------------
+
+
+def run_split(
     model: nn.Module,
     data: Any,
     criterion: str | Criterion = "lid",
@@ -284,15 +732,17 @@ def split(
     progress: bool = True,
     callback: Callable[[SplitEvent], None] | None = None,
     criterion_options: Mapping[str, Any] | None = None,
-) -> SplitTree:
+) -> SplitResult:
     """Split ``model`` (a supernet; not modified: the run trains a copy) into sub-supernets; returns the
-    split tree. See the module docstring for the procedure, resuming and the run directory.
+    :class:`SplitResult` (the split tree, its leaves' weights, the timings). See the module docstring for
+    the procedure, resuming and the run directory; ``SplitRun(model, data, SplitConfig(...)).run()`` is the
+    same with the configuration as one object.
 
     data: ``DataSplits`` (loaders built with ``batch_size``, seeded), ``DataLoaders`` or a loader
         (its ``train``) for training; scoring batches come from ``score_data`` (default: the training
         data; see :func:`~lidsplit.split.criteria.scoring_set`).
-    criterion: a name (``lid``, ``gm``, ``gradnorm``, ``snip``, ``grasp``, ``synflow``, ``jacob_cov``,
-        ``ntk``, ``linear_regions``, ``exhaustive``, ``random``) with ``criterion_options``, or a Criterion.
+    criterion: a registered name (``lidsplit.split.criterion_names()``: ``lid``, ``gm``, the zero-cost
+        proxies, ``exhaustive``, ``random``, ...) with ``criterion_options``, or a Criterion.
     policy: a ``SplitPolicy``, an int ``T`` (``rounds(T)``: T levels of 2-way splits) or a list of
         branching factors (``levels``).
     warmup_epochs: per level (an int: every level; a list: the last value repeats).
@@ -310,300 +760,18 @@ def split(
     run_dir: directory for checkpoints / resume (created if missing).
     progress: tqdm bars; callback: see :class:`SplitEvent`.
     """
-    from lidsplit.train import TrainConfig, child_weights, train_subsupernet
-    from lidsplit.train._util import model_device, progress_bar
-
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    crit = make_criterion(criterion, **dict(criterion_options or {}))
-    pol = _policy(policy)
-    space = search_space(model)
-    root_sub = SubSupernet.full(space) if root is None else root
-    if not isinstance(root_sub, SubSupernet) or root_sub.space != space:
-        raise ValueError("root: expected a SubSupernet of the model's search space")
-    warm = [int(warmup_epochs)] if isinstance(warmup_epochs, int) else [int(w) for w in warmup_epochs]
-    if not warm or any(w < 0 for w in warm):
-        raise ValueError(f"warmup_epochs: expected ints >= 0, got {warmup_epochs!r}")
-    if finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs: expected >= 0, got {finetune_epochs}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if not isinstance(carry_optimizer, bool):
-        raise TypeError(f"carry_optimizer: expected a bool, got {carry_optimizer!r}")
-    rule = crit.rule if rule is None else rule
-    allowed = ("ordered", "random") if crit.exhaustive else RULES
-    if rule not in allowed:
-        raise ValueError(f"rule: expected one of {allowed} for criterion {crit.name!r}, got {rule!r}")
-    balanced = crit.balanced if balanced is None else bool(balanced)
-    R = crit.default_batches if batches is None else int(batches)
-    sbs = crit.default_batch_size if score_batch_size is None else int(score_batch_size)
-    if train is None:
-        cfg = TrainConfig(epochs=0)
-    elif isinstance(train, TrainConfig):
-        cfg = train
-    elif isinstance(train, Mapping):
-        cfg = TrainConfig(**{"epochs": 0, **dict(train)})
-    else:
-        raise TypeError(f"train: expected a TrainConfig or a dict of its fields, got {type(train).__name__}")
-    candidate_edges(root_sub, candidates)  # validates the mode
-
-    device = model_device(model)
-    work = copy.deepcopy(model)
-    init_state = _clone_state(work)
-    loaders = _loaders(data, batch_size, seed, device)
-    sdata = data if score_data is None else score_data
-
-    identity = {
-        "space": space.to_json(),
-        "root": [sorted(m) for m in root_sub.masks],
-        "model": {"type": type(model).__name__, "weights_sha": _state_sha(init_state)},
-        "criterion": to_jsonable(crit.config()),
-        "policy": to_jsonable(dataclasses.asdict(pol)),
-        "warmup_epochs": warm,
-        "finetune_epochs": int(finetune_epochs),
-        "restart": bool(restart),
-        "train": cfg.to_json() | {"epochs": None, "seed": None},
-        "batch_size": int(batch_size),
-        "scoring": {"batches": R, "batch_size": sbs,
-                    "data": _data_signature(sdata) if score_data is not None else "train"},
-        "data": _data_signature(loaders),
-        "rule": rule,
-        "balanced": balanced,
-        "candidates": candidates,
-        "seed": seed,
-    }
-    # non-default schedule settings only, so run directories made before they existed stay valid
-    if lr_schedule != "restart":
-        identity["lr_schedule"] = lr_schedule
-    if carry_optimizer:
-        identity["carry_optimizer"] = True
-
-    rd = None if run_dir is None else Path(run_dir)
-    store = _Store(rd)
-    state: dict[str, Any] = {"format": FORMAT, "version": VERSION, "identity": identity, "status": "running",
-                             "timings": {}}
-    tree: SplitTree | None = None
-    if rd is not None:
-        rd.mkdir(parents=True, exist_ok=True)
-        sp = rd / "run.json"
-        if sp.exists():
-            try:
-                saved = json.loads(sp.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise SplitRunError(f"{sp} is not a readable split-run state file ({e}); refusing to overwrite it") from e
-            if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-                raise SplitRunError(f"{sp} is not a lidsplit split-run state file; refusing to overwrite it")
-            if saved.get("version") != VERSION:
-                raise SplitRunError(f"{sp}: split-run format version {saved.get('version')} is not supported")
-            problems = _diff(saved.get("identity"), json.loads(json.dumps(identity)))
-            if problems:
-                raise SplitRunError(
-                    f"{rd} holds a split run with different arguments; refusing to resume or overwrite it. "
-                    "Differences:\n  " + "\n  ".join(problems))
-            state = saved
-            if (rd / "tree.json").exists():
-                tree = SplitTree.load(rd / "tree.json")
-        elif any(rd.iterdir()):
-            raise SplitRunError(f"{rd} is not empty and holds no split run (run.json); pick an empty directory")
-        if not store.has("init.pt"):
-            store.save("init.pt", init_state)
-    if tree is None:
-        tree = SplitTree(root_sub, info={"criterion": crit.config(), "seed": seed})
-    else:
-        if tree.root.sub != root_sub:
-            raise SplitRunError(f"{rd}/tree.json does not start from the requested root sub-supernet")
-
-    def save_state() -> None:
-        if rd is not None:
-            atomic_write_text(rd / "run.json", json.dumps(to_jsonable(state), indent=1))
-
-    def save_tree() -> None:
-        if rd is not None:
-            tree.save(rd / "tree.json")
-
-    save_state()
-    save_tree()
-
-    def emit(kind: str, level: int | None, node: int | None, **info: Any) -> None:
-        if callback is not None:
-            callback(SplitEvent(kind, level, node, tree, info))
-
-    def start_state(nid: int) -> dict[str, torch.Tensor]:
-        parent = tree.nodes[nid].parent
-        return init_state if parent is None else store.load(f"nodes/{parent}/trained.pt")
-
-    def start_optimizer(nid: int) -> dict[str, Any] | None:
-        parent = tree.nodes[nid].parent
-        if not carry_optimizer or parent is None or not store.has(f"nodes/{parent}/optim.pt"):
-            return None
-        return store.load(f"nodes/{parent}/optim.pt")
-
-    def warm_at(level: int) -> int:
-        return warm[min(level, len(warm) - 1)]
-
-    def trained_before(depth: int) -> int:
-        return sum(warm_at(j) for j in range(depth))
-
-    depth_planned = len(pol.simulate(_capacity(root_sub, candidates))) - 1
-    path_epochs = trained_before(depth_planned) + int(finetune_epochs)
-
-    def segment(level: int, epochs: int, leaf: bool) -> dict[str, int]:
-        """TrainConfig schedule fields of a stage at ``level`` (a leaf's fine-tune: ``leaf``)."""
-        if lr_schedule == "restart":
-            return {}
-        start = trained_before(level)
-        span = start + epochs if leaf else max(path_epochs, start + epochs)
-        return {"schedule_start": start, "schedule_epochs": span}
-
-    def train_stage(nid: int, kind: str, epochs: int, ckpt_name: str, sched: dict[str, int],
-                    optim: dict[str, Any] | None) -> tuple[list[dict[str, float]], dict[str, Any] | None]:
-        if epochs <= 0:
-            return [], optim
-        c = dataclasses.replace(cfg, epochs=epochs, seed=derive_seed("lidsplit.split", kind, seed, nid) % (2**31),
-                                **sched)
-        res = train_subsupernet(work, tree.nodes[nid].sub, loaders, config=c, optimizer_state=optim,
-                                checkpoint=store.node_path(nid, ckpt_name), progress=progress)
-        return _history(res), res.optimizer_state
-
-    status = progress_bar(None, enabled=progress, desc="split", total=None)
-    if state.get("status") != "done":
-        # ---- splitting levels ----
-        frontier = [0]
-        level = 0
-        while True:
-            caps = [_capacity(tree.nodes[i].sub, candidates) for i in frontier]
-            plan = pol.plan(level, len(frontier), caps)
-            if plan is None:
-                break
-            nxt: list[int] = []
-            for nid, b in zip(frontier, plan):
-                node = tree.nodes[nid]
-                if b <= 1:
-                    nxt.append(nid)
-                    continue
-                if not node.children:
-                    t0 = time.perf_counter()
-                    work.load_state_dict(start_state(nid))
-                    ep = warm_at(level)
-                    hist, optim = train_stage(nid, "warmup", ep, "warmup.pt", segment(level, ep, leaf=False),
-                                              start_optimizer(nid))
-                    if carry_optimizer and optim is not None:
-                        store.save(f"nodes/{nid}/optim.pt", copy.deepcopy(optim))
-                    store.save(f"nodes/{nid}/trained.pt", _clone_state(work))
-                    node.info["warmup"] = {"epochs": ep, "history": hist}
-                    t1 = time.perf_counter()
-                    emit("warmup", level, nid, epochs=ep, history=hist)
-                    _split_node(tree, nid, work, crit, sdata, R, sbs, seed, b, rule, balanced, candidates,
-                                device, progress, state, t1 - t0)
-                    save_tree()
-                    save_state()
-                    status.set_postfix(node=nid, edge=tree.nodes[nid].edge, refresh=False)
-                    status.update(1)
-                    emit("split", level, nid, edge=tree.nodes[nid].edge, groups=tree.nodes[nid].groups)
-                nxt.extend(tree.nodes[nid].children)
-            frontier = nxt
-            level += 1
-
-        # ---- leaves ----
-        restart_seed = derive_seed("lidsplit.split.restart", seed) % (2**31)
-        for leaf in tree.leaves():
-            nid = leaf.id
-            key = f"nodes/{nid}/final.pt"
-            if "weights" in leaf.info and store.has(key):
-                continue
-            t0 = time.perf_counter()
-            work.load_state_dict(start_state(nid))
-            if restart:  # fresh weights, fresh optimiser, own cosine
-                fresh = child_weights(work, "restart", seed=restart_seed)
-                work.load_state_dict(fresh.state_dict())
-                del fresh
-                sched, optim = {}, None
-            else:
-                sched, optim = segment(tree.depth(nid), int(finetune_epochs), leaf=True), start_optimizer(nid)
-            hist, _ = train_stage(nid, "finetune", int(finetune_epochs), "finetune.pt", sched, optim)
-            store.save(key, _clone_state(work))
-            leaf.info["finetune"] = {"epochs": int(finetune_epochs), "restart": bool(restart), "history": hist}
-            leaf.info["weights"] = key
-            state["timings"].setdefault(str(nid), {})["finetune"] = time.perf_counter() - t0
-            save_tree()
-            save_state()
-            status.update(1)
-            emit("finetune", None, nid, history=hist)
-        state["status"] = "done"
-        save_state()
-    status.close()
-    if rd is None:
-        tree.states = {leaf.id: store.mem[f"nodes/{leaf.id}/final.pt"] for leaf in tree.leaves()}  # type: ignore[attr-defined]
-    else:
-        tree.run_dir = str(rd)  # type: ignore[attr-defined]
-    emit("done", None, None)
-    return tree
+    config = SplitConfig(criterion, policy, warmup_epochs, finetune_epochs, restart, lr_schedule, carry_optimizer,
+                         train, batch_size, batches, score_batch_size, rule, balanced, candidates, seed,
+                         criterion_options)
+    return SplitRun(model, data, config, score_data=score_data, root=root, run_dir=run_dir, progress=progress,
+                    callback=callback).run()
 
 
-def _split_node(
-    tree: SplitTree, nid: int, model: nn.Module, crit: Criterion, data: Any, R: int, bs: int, seed: int, b: int,
-    rule: str, balanced: bool, candidates: str, device: torch.device, progress: bool, state: dict[str, Any],
-    warm_seconds: float,
-) -> None:
-    """Score the candidate edges of node ``nid`` on one ScoringSet and split it (records the scores)."""
-    node = tree.nodes[nid]
-    sub = node.sub
-    node_seed = derive_seed("lidsplit.split.node", seed, nid) % (2**62)
-    t0 = time.perf_counter()
-    scoring: ScoringSet = scoring_set(sub, data, R, batch_size=bs, seed=node_seed, device=device)
-    cands = candidate_edges(sub, candidates)
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(node_seed % (2**31))
-        scores: dict[int, EdgeScore] = crit.score_edges(model if crit.needs_model else None, scoring, cands,
-                                                         progress=progress)
-    t1 = time.perf_counter()
-    # informative edges that can take b groups first; all candidates if none is left
-    informative = [e for e in cands if scores[e].informative and len(scores[e].ops) >= (2 if crit.exhaustive else b)]
-    informative = informative or list(cands)
-    rng = np.random.default_rng(derive_seed("lidsplit.split.rule", node_seed))
-    ops = {e: scores[e].ops for e in cands}
-    if crit.exhaustive:
-        eligible = [e for e in informative if len(ops[e]) >= 2]
-        if rule == "random":
-            edge = eligible[int(rng.integers(len(eligible)))]
-        elif rule == "ordered":
-            edge = eligible[0]
-        else:
-            raise ValueError(f"exhaustive: rule must be 'ordered' or 'random', got {rule!r}")
-        part = partition(scores[edge].similarity, len(ops[edge]), balanced=True, ops=ops[edge])
-        choice_scores, parts = None, {edge: part}
-    else:
-        ch = select_edge({e: scores[e].similarity for e in informative}, b, rule, balanced=balanced,
-                         seed=rng, ops={e: ops[e] for e in informative})
-        edge, part, choice_scores = ch.edge, ch.partition, ch.scores
-        parts = dict(ch.partitions) if ch.partitions is not None else {edge: part}
-    edges_json: dict[str, Any] = {}
-    for e in cands:
-        sc = scores[e]
-        d = sc.to_json()
-        d["separability"] = separability(sc.similarity) if sc.n >= 2 else 0.0
-        if e in parts:
-            d["partition"] = _partition_json(parts[e])
-        if choice_scores is not None and e in choice_scores:
-            d["score"] = choice_scores[e]
-        edges_json[str(e)] = d
-    record = {
-        "rule": rule,
-        "b": len(part.groups),
-        "balanced": part.balanced,
-        "edge": edge,
-        "label": sub.space.edges[edge].label,
-        "partition": _partition_json(part),
-        "separability": edges_json[str(edge)]["separability"],
-        "candidates": list(cands),
-        "informative": list(informative),
-        "edges": edges_json,
-        "scoring": scoring.describe(),
-        "criterion_config": crit.config(),
-    }
-    tree.split(nid, edge, [list(g) for g in part.groups], criterion=crit.name, scores=record, seed=int(node_seed))
-    state["timings"][str(nid)] = {
-        "warmup": warm_seconds, "score": t1 - t0, "per_edge": {str(e): scores[e].seconds for e in cands},
-        "breakdown": {str(e): scores[e].timings for e in cands},
-    }
+#: the old name of :func:`run_split` (``lidsplit.split.split``), kept
+split = run_split
+
+
+def _deprecated_call(*args: Any, **kwargs: Any) -> SplitResult:
+    warnings.warn("calling the lidsplit.split package is deprecated; call lidsplit.run_split(...)",
+                  DeprecationWarning, stacklevel=3)
+    return run_split(*args, **kwargs)

@@ -1,62 +1,106 @@
-"""TangleNAS: weight-entangled search spaces and gradient-based search on them.
+"""Deprecated (kept for one release): TangleNAS now lives in the layers it spans.
 
-- Entangled ops (Choice subclasses, usable in every supernet mode): :class:`EntangledConv2d`,
-  :class:`EntangledLinear`, :class:`EntangledAttention`; searchable dimensions :class:`ArchDim`; a mixture
-  runs once with the superposed weight (:func:`lidsplit.ops.superpose`), a single path runs the centred /
-  prefix slice. :func:`set_mixture` switches to the explicit (weight-sharing) computation.
-- Spaces: :func:`toy_macro` (the paper's toy conv-macro space), :func:`nb201_entangled` (NB201 with 1x1
-  and 3x3 convs entangled), :func:`mobilenet_entangled` (kernels x expansions, stage depths),
-  :func:`transformer` (character-level GPT: embedding, depth, heads, MLP ratio).
-- Search: :func:`search` (DARTS / GDAS / DrNAS, bi-level), :func:`derive_arch`; two-stage baselines
-  :func:`spos_train`, :func:`random_search`, :func:`evolutionary_search`.
+===========================================  ==================================================
+was ``lidsplit.tangle.``                     now
+===========================================  ==================================================
+``core``, ``modules`` (entangled ops)        :mod:`lidsplit.supernet.entangled`
+``nb201_entangled(...)``                     ``lidsplit.spaces.nb201(..., entangled=True)``
+``mobilenet_entangled(...)``                 ``lidsplit.spaces.mobilenet(..., entangled=True)``
+``EntangledMobileNet``                       ``lidsplit.spaces.MobileNetSupernet(entangled=True)``
+``toy_macro``, ``transformer``, ``lm_loss``  :mod:`lidsplit.spaces` (``toy_macro``, ``transformer``)
+``CharCorpus``, ``LMBatches``, ...           :mod:`lidsplit.data` (``lidsplit.data.text``)
+``search``, ``SearchConfig``, ...            ``lidsplit.search.gradient_search``, ``GradientSearchConfig``
+``random_search``, ``evolutionary_search``   :mod:`lidsplit.search` (the ``RandomSearch`` / ``Evolution``
+                                             strategies driven by ``run_search``)
+``spos_train``                               :func:`lidsplit.train.spos_train`
+===========================================  ==================================================
+
+Importing this module warns (DeprecationWarning); every old name and submodule path still resolves.
 """
 
-from lidsplit.tangle.baselines import (
-    BlackBoxResult,
-    classification_score,
-    evolutionary_search,
-    loss_score,
-    random_search,
-    spos_train,
-)
-from lidsplit.tangle.core import (
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from typing import Any
+
+from lidsplit.data import text as _text
+from lidsplit.data.text import CharCorpus, LMBatches, stdlib_text
+from lidsplit.search import blackbox as _blackbox
+from lidsplit.search import gradient as _gradient
+from lidsplit.search.blackbox import BlackBoxResult, classification_score, evolutionary_search, loss_score, random_search
+from lidsplit.search.gradient import METHODS, arch_parameters, derive_arch, dirichlet_mean, sample_weights
+from lidsplit.search.gradient import GradientSearchConfig as SearchConfig
+from lidsplit.search.gradient import GradientSearchResult as SearchResult
+from lidsplit.search.gradient import gradient_search as search
+from lidsplit.spaces.mobilenet import EntangledMBConv, MobileNetSupernet
+from lidsplit.spaces.nb201 import NB201EntangledEdge, NB201Supernet
+from lidsplit.spaces.toy_macro import TOY_CHANNELS, TOY_KERNELS, ToyMacro, toy_macro
+from lidsplit.spaces.transformer import TangleGPT, lm_loss, transformer
+from lidsplit.supernet.entangled import (
     ArchDim,
     Combos,
     Entangled,
-    FixedDim,
-    FixedEntangled,
-    Scaled,
-    Sel,
-    combi_weights,
-    combos,
-    prefix_batch_norm,
-    set_mixture,
-)
-from lidsplit.tangle.mobilenet import EntangledMBConv, EntangledMobileNet, mobilenet_entangled
-from lidsplit.tangle.modules import (
     EntangledAttention,
     EntangledConv2d,
     EntangledLinear,
+    FixedDim,
+    FixedEntangled,
     PrefixLayerNorm,
+    Scaled,
+    Sel,
     SuperConv2d,
     SuperEmbedding,
+    combi_weights,
+    combos,
+    prefix_batch_norm,
     product_width,
     same_width,
+    set_mixture,
 )
-from lidsplit.tangle.nb201 import NB201EntangledEdge, nb201_entangled
-from lidsplit.tangle.search import (
-    METHODS,
-    SearchConfig,
-    SearchResult,
-    arch_parameters,
-    derive_arch,
-    dirichlet_mean,
-    sample_weights,
-    search,
-)
-from lidsplit.tangle.text import CharCorpus, LMBatches, stdlib_text
-from lidsplit.tangle.toy_macro import TOY_CHANNELS, TOY_KERNELS, ToyMacro, toy_macro
-from lidsplit.tangle.transformer import TangleGPT, lm_loss, transformer
+from lidsplit.supernet.entangled import core as _core
+from lidsplit.supernet.entangled import modules as _modules
+from lidsplit.train import spos_train
+
+# the space modules share their names with the builders lidsplit.spaces exports: import them by path
+_nb201, _mobilenet, _toy_macro, _transformer = (importlib.import_module(f"lidsplit.spaces.{m}")
+                                                for m in ("nb201", "mobilenet", "toy_macro", "transformer"))
+
+warnings.warn("lidsplit.tangle is deprecated and will be removed in the next release: entangled ops are in "
+              "lidsplit.supernet.entangled, the spaces in lidsplit.spaces (nb201/mobilenet(entangled=True), "
+              "toy_macro, transformer), the text corpus in lidsplit.data, DARTS/GDAS/DrNAS and the black-box "
+              "searches in lidsplit.search, spos_train in lidsplit.train", DeprecationWarning, stacklevel=2)
+
+
+def nb201_entangled(C: int = 8, N: int = 1, num_classes: int = 10, in_channels: int = 1, affine: bool = False,
+                    track_running_stats: bool = True, ops: Any = _nb201.NB201_OPS,
+                    bn_scale: str = "after") -> NB201Supernet:
+    """Deprecated: ``lidsplit.spaces.nb201(..., entangled=True)``."""
+    return _nb201.nb201(C, N, num_classes, in_channels, affine, track_running_stats, ops, entangled=True,
+                        bn_scale=bn_scale)
+
+
+def mobilenet_entangled(**kw: Any) -> MobileNetSupernet:
+    """Deprecated: ``lidsplit.spaces.mobilenet(..., entangled=True)``."""
+    return _mobilenet.mobilenet(entangled=True, **kw)
+
+
+class EntangledMobileNet(MobileNetSupernet):
+    """Deprecated: ``lidsplit.spaces.MobileNetSupernet(..., entangled=True)`` (keyword arguments)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(entangled=True, **kw)
+
+
+# the old submodule paths (``from lidsplit.tangle.core import Sel``, ...) resolve to the new modules; the
+# ones whose names changed resolve to this module, which holds every old name
+for _old, _new in {"core": _core, "modules": _modules, "text": _text, "toy_macro": _toy_macro,
+                   "transformer": _transformer}.items():
+    sys.modules[f"{__name__}.{_old}"] = _new
+for _old in ("nb201", "mobilenet", "search", "baselines"):
+    sys.modules[f"{__name__}.{_old}"] = sys.modules[__name__]
+del _old, _new
 
 __all__ = [
     "METHODS",

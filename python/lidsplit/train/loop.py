@@ -42,14 +42,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from lidsplit._io import atomic_torch_save
 from lidsplit.data.core import derive_seed
 from lidsplit.supernet import SubSupernet, search_space, use_path
 from lidsplit.train._util import logits_of, model_device, progress_bar, unpack_batch
 
-__all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet"]
+__all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet", "make_optimizer",
+           "cosine_lr"]
 
 CKPT_MARK = "lidsplit.train_subsupernet"
 CKPT_VERSION = 1
@@ -215,7 +216,9 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 # ---- the loop ------------------------------------------------------------------------------------
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg`` (SGD with momentum / nesterov, or Adam) over ``model``'s trainable
+    parameters (also what the gradient-based search uses for the weights)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -223,7 +226,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
-def _cosine(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+def cosine_lr(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """The learning rate at ``step`` of this run: position ``schedule_start`` epochs + ``step`` on a
     cosine of ``span_epochs`` epochs."""
     total = cfg.span_epochs * steps_per_epoch
@@ -276,6 +279,7 @@ def train_subsupernet(
     on_step: Callable[[TrainEvent], None] | None = None,
     on_epoch: Callable[[TrainEvent], None] | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    loss_fn: Callable[[Any, Tensor], Tensor] | None = None,
     **hparams: Any,
 ) -> TrainResult:
     """Train ``model`` (a supernet, in place) by uniform single-path sampling inside ``sub``.
@@ -295,6 +299,8 @@ def train_subsupernet(
     optimizer_state: a previous stage's ``TrainResult.optimizer_state`` (same model, same optimiser
         kind) loaded into the fresh optimiser (ignored when resuming from ``checkpoint``, which holds its
         own); its learning rates are replaced by this run's schedule.
+    loss_fn: ``loss_fn(model output, y)`` (default: cross entropy of the logits); ``train_acc`` is the
+        argmax accuracy over the last dimension (per position for sequence outputs, e.g. a language model).
 
     Returns a ``TrainResult`` (history: per finished epoch ``epoch`` (1-based), ``train_loss``,
     ``train_acc`` (of the sampled paths), ``lr`` (at the epoch's last step), ``seconds``).
@@ -317,7 +323,7 @@ def train_subsupernet(
         raise ValueError("the training loader yields no batches")
     stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
     device = model_device(model)
-    optimizer = _make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     if optimizer_state is not None:
         try:  # a copy: the optimiser adopts the tensors it is given and updates them in place
             optimizer.load_state_dict(copy.deepcopy(optimizer_state))
@@ -390,13 +396,14 @@ def train_subsupernet(
             last_lr = optimizer.param_groups[0]["lr"]
             for raw in bar:
                 x, y = unpack_batch(raw, device)
-                last_lr = _cosine(cfg, step, steps_per_epoch)
+                last_lr = cosine_lr(cfg, step, steps_per_epoch)
                 for g in optimizer.param_groups:
                     g["lr"] = last_lr
                 arch = sub.sample(path_gen)
                 with use_path(model, arch):
-                    logits = logits_of(model(x))
-                loss = F.cross_entropy(logits, y)
+                    out = model(x)
+                logits = logits_of(out)
+                loss = F.cross_entropy(logits, y) if loss_fn is None else loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -404,7 +411,8 @@ def train_subsupernet(
                 optimizer.step()
                 lv = float(loss.detach())
                 run["loss"] += lv * y.shape[0]
-                run["correct"] += int((logits.detach().argmax(1) == y).sum())
+                hits = (logits.detach().argmax(-1) == y).reshape(y.shape[0], -1)
+                run["correct"] += int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
                 run["count"] += int(y.shape[0])
                 batch += 1
                 step += 1

@@ -1,10 +1,12 @@
-"""Entangled supernets and the splitting engine: children own their weights."""
+"""The TangleNAS toy conv-macro space (lidsplit.spaces.toy_macro) under the splitting engine: children own
+their weights; a sub-supernet's mixture uses only its enabled choices."""
 
 from __future__ import annotations
 
 import torch
 
-from lidsplit import tangle as T
+from lidsplit.search import arch_parameters
+from lidsplit.spaces import toy_macro
 from lidsplit.split import SplitTree
 from lidsplit.supernet import SubSupernet, search_space, use_sampled_path, use_weighted
 from lidsplit.train import child_weights
@@ -15,7 +17,7 @@ def storages(model: torch.nn.Module) -> set[int]:
 
 
 def test_split_children_do_not_share_storage():
-    parent = T.toy_macro(width_mult=0.125, in_channels=1, num_classes=3)
+    parent = toy_macro(width_mult=0.125, in_channels=1, num_classes=3)
     space = search_space(parent)
     tree = SplitTree(space)
     children = [tree.node(i) for i in tree.split(tree.root.id, "conv2/channels", [[0], [1, 2]])]
@@ -35,7 +37,7 @@ def test_split_children_do_not_share_storage():
     x = torch.randn(4, 1, 8, 8)
     for node, m in zip(children, models):
         sub = node.sub
-        alphas = T.arch_parameters(m)
+        alphas = arch_parameters(m)
         with use_weighted(m, alphas, sub=sub):
             m(x).sum().backward()
         assert float(alphas["conv2/channels"].grad[[j for j in range(3) if j not in sub.masks[3]]].abs().sum()) == 0
@@ -46,10 +48,10 @@ def test_split_children_do_not_share_storage():
 
 def test_entangled_subsupernet_mixture_uses_only_enabled_choices():
     """A sub restricting the channel choices: channels beyond the largest enabled are exactly zero."""
-    m = T.toy_macro(width_mult=0.25, in_channels=1, num_classes=3)
+    m = toy_macro(width_mult=0.25, in_channels=1, num_classes=3)
     space = search_space(m)
     sub = SubSupernet.full(space).split("conv1/channels", [[0, 1], [2]])[0]
-    alphas = T.arch_parameters(m, init_std=1.0)
+    alphas = arch_parameters(m, init_std=1.0)
     out = {}
     h = m.layers[0].register_forward_hook(lambda mod, a, y: out.__setitem__("y", y))
     with use_weighted(m, alphas, sub=sub):

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from lidsplit.spaces.common import Supernet
-from lidsplit.tangle.core import ArchDim
-from lidsplit.tangle.modules import EntangledConv2d
+from lidsplit.supernet.entangled import ArchDim, EntangledConv2d
 
 TOY_CHANNELS: tuple[tuple[int, ...], ...] = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256))
 TOY_KERNELS: tuple[int, ...] = (3, 5, 7)

@@ -1,5 +1,7 @@
 """Single-stage (gradient-based) search on supernets: DARTS, GDAS, DrNAS, bi-level, first order.
 
+:func:`gradient_search` with a :class:`GradientSearchConfig` returns a :class:`GradientSearchResult`.
+
 Works on any lidsplit supernet (weight-sharing or weight-entangled: TangleNAS = DrNAS on an entangled
 space). Architecture parameters: one ``(n,)`` tensor per edge label (:func:`arch_parameters`), used
 through ``use_weighted``:
@@ -25,9 +27,9 @@ and of the Dirichlet mean).
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,16 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lidsplit.common.batch import model_device, unpack_batch
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space, use_weighted
-from lidsplit.train._util import logits_of, model_device, unpack_batch
+from lidsplit.train.loop import TrainConfig, cosine_lr, make_optimizer
+from lidsplit.train.spos import LossFn, classification_loss, cycle_batches
+
+__all__ = ["METHODS", "GradientSearchConfig", "GradientSearchResult", "gradient_search", "arch_parameters",
+           "derive_arch", "dirichlet_mean", "sample_weights", "gumbel_softmax_hard"]
 
 METHODS = ("darts", "gdas", "drnas")
 
-LossFn = Callable[[Any, Tensor], Tensor]
-
-
-def classification_loss(out: Any, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits_of(out), y)
 
 
 def arch_parameters(
@@ -131,8 +133,8 @@ def sample_weights(
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Hyper-parameters of :func:`search` (defaults: DrNAS / TangleNAS).
+class GradientSearchConfig:
+    """Hyper-parameters of :func:`gradient_search` (defaults: DrNAS / TangleNAS).
 
     steps: number of (architecture step, weight step) pairs. optimizer: ``"sgd"`` (momentum,
     nesterov) or ``"adam"`` for the weights, learning rate cosine from ``lr`` to ``lr_min``.
@@ -159,6 +161,13 @@ class SearchConfig:
     warmup_steps: int = 0
     seed: int = 0
 
+    def weights(self) -> TrainConfig:
+        """The weights' optimiser and learning rate as a ``TrainConfig`` of one "epoch" per step: built by
+        the training package's ``make_optimizer``, scheduled by its ``cosine_lr``."""
+        return TrainConfig(epochs=self.steps, optimizer=self.optimizer, lr=self.lr, lr_min=self.lr_min,
+                           momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay,
+                           grad_clip=self.grad_clip, seed=self.seed)
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"lidsplit: method must be one of {METHODS}, got {self.method!r}")
@@ -169,7 +178,9 @@ class SearchConfig:
 
 
 @dataclass
-class SearchResult:
+class GradientSearchResult:
+    """The derived architecture (per-edge argmax), its op names, the final alphas, the per-step history."""
+
     arch: tuple[int, ...]
     names: tuple[str, ...]
     alphas: dict[str, Tensor]
@@ -177,46 +188,25 @@ class SearchResult:
     seconds: float = 0.0
 
 
-def _cycle(loader: Iterable) -> Iterator:
-    epoch = 0
-    while True:
-        it = loader.iter_epoch(epoch) if hasattr(loader, "iter_epoch") else iter(loader)
-        empty = True
-        for b in it:
-            empty = False
-            yield b
-        if empty:
-            raise ValueError("lidsplit: a loader yielded no batches")
-        epoch += 1
-
-
-def _tau(cfg: SearchConfig, step: int) -> float:
+def _tau(cfg: GradientSearchConfig, step: int) -> float:
     if cfg.steps <= 1:
         return cfg.tau_max
     return cfg.tau_max - (cfg.tau_max - cfg.tau_min) * step / (cfg.steps - 1)
 
 
-def search(
-    model: nn.Module,
-    train_loader: Iterable,
-    val_loader: Iterable,
-    config: SearchConfig | None = None,
-    *,
-    sub: SubSupernet | None = None,
-    loss_fn: LossFn = classification_loss,
-    alphas: dict[str, nn.Parameter] | None = None,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
-    **overrides: Any,
-) -> SearchResult:
+def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterable,
+                    config: GradientSearchConfig | None = None, *, sub: SubSupernet | None = None,
+                    loss_fn: LossFn = classification_loss, alphas: dict[str, nn.Parameter] | None = None,
+                    on_step: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> GradientSearchResult:
     """Bi-level single-stage search of ``model`` (trained in place) inside ``sub`` (default: the whole
     space). ``train_loader`` / ``val_loader`` yield ``(x, y)`` batches (cycled; a ``DataLoaders`` can be
     split as ``loaders.train, loaders.val``). ``config`` fields may also be given as keywords.
 
-    Returns a :class:`SearchResult`: the derived architecture (per-edge argmax), its op names, the
+    Returns a :class:`GradientSearchResult`: the derived architecture (per-edge argmax), its op names, the
     final alphas, and per-step history (``step``, ``train_loss``, ``val_loss``, ``lr``, ``tau``).
     """
-    cfg = SearchConfig(**overrides) if config is None else (
-        SearchConfig(**{**cfg_dict(config), **overrides}) if overrides else config)
+    cfg = GradientSearchConfig(**overrides) if config is None else (
+        dataclasses.replace(config, **overrides) if overrides else config)
     space = search_space(model)
     if sub is not None and sub.space != space:
         raise ValueError("lidsplit: sub belongs to another search space")
@@ -227,16 +217,12 @@ def search(
     if missing:
         raise KeyError(f"lidsplit: alphas missing for edges {missing}")
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        w_opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                       nesterov=cfg.nesterov and cfg.momentum > 0,
-                                                       weight_decay=cfg.weight_decay)
-    else:
-        w_opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    wcfg = cfg.weights()
+    w_opt = make_optimizer(model, wcfg)
     a_params = [alphas[lb] for lb in space.labels]
     a_opt = torch.optim.Adam(a_params, lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=cfg.arch_weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_it, val_it = _cycle(train_loader), _cycle(val_loader)
+    train_it, val_it = cycle_batches(train_loader), cycle_batches(val_loader)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     was_training = model.training
@@ -259,7 +245,7 @@ def search(
                         p.grad = g
                     a_opt.step()
                     rec["val_loss"] = float(lv.detach())
-                lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(cfg.steps, 1)))
+                lr = cosine_lr(wcfg, step, 1)
                 for gr in w_opt.param_groups:
                     gr["lr"] = lr
                 xt, yt = unpack_batch(next(train_it), device)
@@ -280,14 +266,8 @@ def search(
     finally:
         model.train(was_training)
     arch = derive_arch(alphas, space, sub)
-    return SearchResult(arch, space.names(arch), {k: v.detach().clone() for k, v in alphas.items()}, history,
+    return GradientSearchResult(arch, space.names(arch), {k: v.detach().clone() for k, v in alphas.items()}, history,
                         time.perf_counter() - t0)
-
-
-def cfg_dict(cfg: SearchConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def dirichlet_mean(alphas: Mapping[str, Tensor]) -> dict[str, Tensor]:

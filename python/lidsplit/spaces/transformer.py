@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from lidsplit.ops import masked_sum
 from lidsplit.spaces.common import Supernet
-from lidsplit.tangle.core import ArchDim
-from lidsplit.tangle.modules import (
+from lidsplit.supernet.entangled import (
+    ArchDim,
     EntangledAttention,
     EntangledLinear,
     PrefixLayerNorm,

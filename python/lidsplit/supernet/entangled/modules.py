@@ -28,8 +28,10 @@ weights and sums the outputs (BatchNorm per choice): the weight-sharing computat
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +39,7 @@ from torch import Tensor, nn
 
 from lidsplit.ops import masked_sum
 from lidsplit.supernet import BatchNorm2d
-from lidsplit.tangle.core import (
+from lidsplit.supernet.entangled.core import (
     ArchDim,
     BoxCache,
     Combos,
@@ -58,11 +60,22 @@ from lidsplit.tangle.core import (
 BN_SCALES = ("after", "before")
 
 
-def _weighted_sum(outs: list[Tensor], coeffs: Tensor) -> Tensor:
+def weighted_sum(outs: list[Tensor], coeffs: Tensor) -> Tensor:
+    """``sum_i coeffs[i] * outs[i]`` (one ``masked_sum`` call; ``coeffs`` ``(n,)``)."""
     if len(outs) == 1:
         return outs[0] * coeffs[0]
     outs = [o.contiguous() for o in outs]
     return masked_sum(outs, coeffs.to(outs[0].dtype))
+
+
+def _reset_weight_bias(weight: Tensor, bias: Tensor | None) -> None:
+    """The initialisation of ``nn.Conv2d`` / ``nn.Linear``: Kaiming-uniform weight, bias uniform in
+    ``+-1/sqrt(fan_in)``."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = weight[0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(bias, -bound, bound)
 
 
 def _split_groups(x: Tensor, g: int) -> tuple[Tensor, ...]:
@@ -117,11 +130,7 @@ class SuperConv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight[0].numel()
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
+        _reset_weight_bias(self.weight, self.bias)
         if self.bn is not None:
             self.bn.reset_parameters()
 
@@ -161,7 +170,7 @@ class SuperConv2d(nn.Module):
         if self.mixture_mode == "explicit" and cmb.coeffs is not None and len(cmb.values) > 1:
             co = max(v[1] for v in cmb.values)
             outs = [pad_dim(self.run(x, Combos((v,), None)), 1, co) for v in cmb.values]
-            return _weighted_sum(outs, cmb.coeffs)
+            return weighted_sum(outs, cmb.coeffs)
         after = self.bn_scale == "after"
         y, t = self._conv(x, cmb, after)
         if self.bn is not None:
@@ -204,37 +213,21 @@ class EntangledConv2d(Entangled):
     out_channels / in_channels: an int (fixed), or an :class:`ArchDim` (or ``Scaled``) of channel
     counts: output channels are a combi-superposition dimension with the kernel (prefix slices), input
     channels are sliced to the previous layer's choice. ``depthwise=True``: one channel dimension
-    (``out_channels``), ``groups = channels``. ``bn=True`` adds a BatchNorm (``bn_scale``: see the module
-    doc). Output: ``(B, max out channels, H', W')``, zero beyond the chosen width.
+    (``out_channels``), ``groups = channels``. ``conv``: the keyword arguments of :class:`SuperConv2d`
+    (``stride``, ``dilation``, ``bias``, ``bn``, ``bn_affine``, ``track_running_stats``, ``bn_scale``,
+    ``coeff_out``); ``bn=True`` adds a BatchNorm (``bn_scale``: see the module doc). Output:
+    ``(B, max out channels, H', W')``, zero beyond the chosen width.
     """
 
-    def __init__(
-        self,
-        label: str,
-        in_channels: DimArg,
-        out_channels: DimArg,
-        kernel_sizes: Sequence[int],
-        *,
-        names: Sequence[str] | None = None,
-        stride: int = 1,
-        dilation: int = 1,
-        depthwise: bool = False,
-        bias: bool = False,
-        bn: bool = False,
-        bn_affine: bool = True,
-        track_running_stats: bool = True,
-        bn_scale: str = "after",
-        coeff_out: bool = True,
-    ):
+    def __init__(self, label: str, in_channels: DimArg, out_channels: DimArg, kernel_sizes: Sequence[int], *,
+                 names: Sequence[str] | None = None, depthwise: bool = False, **conv: Any):
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
         super().__init__(label, kernel_sizes, names if names is not None else [f"{k}x{k}" for k in kernel_sizes])
         self.out_dim = out_channels
         self.in_dim = out_channels if depthwise else in_channels
         c_out = max(dim_values(out_channels))
         c_in = c_out if depthwise else max(dim_values(in_channels))
-        self.conv = SuperConv2d(c_in, c_out, max(kernel_sizes), stride=stride, dilation=dilation, depthwise=depthwise,
-                                bias=bias, bn=bn, bn_affine=bn_affine, track_running_stats=track_running_stats,
-                                bn_scale=bn_scale, coeff_out=coeff_out)
+        self.conv = SuperConv2d(c_in, c_out, max(kernel_sizes), depthwise=depthwise, **conv)
         for k in kernel_sizes:
             self.conv._box((k, 1, 1))  # validates the centring
 
@@ -292,8 +285,6 @@ class EntangledLinear(Entangled):
         if len(self.coeff) != n:
             raise ValueError(f"lidsplit: EntangledLinear {label!r}: {len(self.coeff)} coeff flags for {n} dimensions")
         all_values = [self.values] + [dim_values(d) for d in dims]
-        import itertools
-
         combos_all = list(itertools.product(*all_values))
         self.out_features = max(self.out_fn(*v) for v in combos_all)
         self.in_features = max(self.in_fn(*v) for v in combos_all)
@@ -304,10 +295,7 @@ class EntangledLinear(Entangled):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features)
-            nn.init.uniform_(self.bias, -bound, bound)
+        _reset_weight_bias(self.weight, self.bias)
 
     def _sels(self, own: Sel, x: Tensor) -> list[Sel]:
         it = iter(self.dims)
@@ -323,7 +311,7 @@ class EntangledLinear(Entangled):
         if self.mixture_mode == "explicit" and cmb.coeffs is not None and len(cmb.values) > 1:
             o = max(self.out_fn(*v) for v in cmb.values)
             outs = [pad_dim(self.run(x, Combos((v,), None)), -1, o) for v in cmb.values]
-            return _weighted_sum(outs, cmb.coeffs)
+            return weighted_sum(outs, cmb.coeffs)
         w, region = entangled_weight(self._boxes, "w", self.weight, cmb, self._box)
         b = None
         if self.bias is not None:
@@ -407,7 +395,7 @@ class EntangledAttention(Entangled):
         if self.mixture_mode == "explicit" and cmb.coeffs is not None and len(cmb.values) > 1:
             e_max = max(v[1] for v in cmb.values)
             outs = [pad_dim(self.run(x, Combos((v,), None)), -1, e_max) for v in cmb.values]
-            return _weighted_sum(outs, cmb.coeffs)
+            return weighted_sum(outs, cmb.coeffs)
         h = max(v[0] for v in cmb.values)
         e = max(v[1] for v in cmb.values)
         a = self._attend(x, h, e)
@@ -450,7 +438,7 @@ class PrefixLayerNorm(nn.Module):
         if s.index is not None:
             return self._ln(x, s.values[s.index])
         outs = [self._ln(x, s.values[j]).contiguous() for j in s.active]
-        return _weighted_sum(outs, s.weights[list(s.active)])
+        return weighted_sum(outs, s.weights[list(s.active)])
 
     def forward(self, x: Tensor) -> Tensor:
         s = resolve(self.embed, x)
@@ -493,4 +481,5 @@ __all__ = [
     "SuperEmbedding",
     "product_width",
     "same_width",
+    "weighted_sum",
 ]
