@@ -148,3 +148,17 @@ def test_console_script_declared():
     eps = metadata.entry_points(group="console_scripts")
     (ep,) = [e for e in eps if e.name == "lidsplit"]
     assert ep.value == "lidsplit.cli.main:main"
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import lidsplit.common.io as cio
+
+    def read_only(*_a, **_k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(cio.tempfile, "mkstemp", read_only)
+    rc = main(["complexity", "--space", "nb201", "--no-proxy", "--quiet", "--json", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write s.json in" in err and "read-only file system" in err

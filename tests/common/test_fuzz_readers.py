@@ -161,3 +161,32 @@ def test_checkpoint_reader(data) -> None:  # type: ignore[no-untyped-def]
         bad = data.draw(damaged(path.read_bytes()))
         _check(path, bad, lambda p: load_weights(_Tiny(), p, what="weights file"))
         _check(path, bad, lambda p: load_checkpoint(p))
+
+
+@pytest.fixture(scope="module")
+def train_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real training checkpoint (1 epoch of a tiny NB201 supernet) and the identity it belongs to."""
+    from lidsplit.data import synthetic
+    from lidsplit.spaces import nb201
+    from lidsplit.supernet import SubSupernet, search_space
+    from lidsplit.train import TrainConfig, train_subsupernet
+    from lidsplit.train.loop import _identity
+
+    torch.manual_seed(0)
+    model = nb201(C=2, N=1, num_classes=3, in_channels=3)
+    sub = SubSupernet.full(search_space(model))
+    loaders = synthetic(24, num_classes=3, image_size=8).loaders(8)
+    path = tmp_path_factory.mktemp("ckpt") / "train.ckpt"
+    cfg = TrainConfig(1, lr=0.01, seed=0)
+    train_subsupernet(model, sub, loaders, config=cfg, checkpoint=path, progress=False)
+    return path.read_bytes(), _identity(model, sub, cfg, loaders.train)
+
+
+@FUZZ
+@given(data=st.data())
+def test_training_checkpoint_reader(train_checkpoint, data) -> None:  # type: ignore[no-untyped-def]
+    from lidsplit.train.loop import _resume
+
+    good, identity = train_checkpoint
+    with tempfile.TemporaryDirectory() as d:
+        _check(Path(d) / "train.ckpt", data.draw(damaged(good)), lambda p: _resume(p, identity))

@@ -184,6 +184,8 @@ def test_profile_errors(tree, data):
         leaf_lid_profiles(tree, ld, [1, 2, 3], progress=False)
     with pytest.raises(ValueError, match="data: y must be a 1-D tensor of 10 labels"):
         leaf_lid_profiles(tree, ld, (torch.zeros(10, 1, 8, 8), torch.zeros(9, dtype=torch.int64)))
+    with pytest.raises(ValueError, match="k: expected an int >= 2"):  # k = 1 gave all-zero profiles (issue 18)
+        leaf_lid_profiles(tree, ld, data, k=1)
     with pytest.raises(ValueError, match="k=20 neighbours needs more than 20"):
         leaf_lid_profiles(tree, ld, data, batch_size=16, k=20, progress=False)
     with pytest.raises(ValueError, match="search space differs"):

@@ -24,6 +24,7 @@ from typing import Any
 
 from lidsplit.common.errors import CLIError
 from lidsplit.common.io import atomic_write_text
+from lidsplit.common.rundir import writing
 from lidsplit.complexity import report_json
 from lidsplit.complexity.spaces import PRESETS, parse_space, score_spaces, score_tree, unique_names
 from lidsplit.report.plotting import spider_chart
@@ -127,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.json:
-        atomic_write_text(Path(args.json), json.dumps(report, indent=1) + "\n")
+        with writing(Path(args.json).parent, Path(args.json).name):
+            atomic_write_text(Path(args.json), json.dumps(report, indent=1) + "\n")
     if args.chart:
-        spider_chart(scores, args.chart, title=args.title)
+        with writing(Path(args.chart).parent, Path(args.chart).name):
+            spider_chart(scores, args.chart, title=args.title)
     if not args.quiet and args.json != "-":
         for s in scores:
             print(s.summary())

@@ -73,13 +73,12 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu", what: str = "c
     """``torch.load(path, weights_only=True)``; a file torch cannot read raises ``DamagedFileError``
     naming ``path`` and the ``remedy`` (never torch's advice to load with ``weights_only=False``,
     which would run code from the file). A missing file raises ``FileNotFoundError`` as usual."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except OSError:  # missing, unreadable: not damaged, and the caller says what to do
-        raise
-    except Exception as e:  # noqa: BLE001 - torch's unpickler fails in many ways on a damaged file
-        # torch's own message may advise weights_only=False (unsafe): keep only the exception's type.
-        raise DamagedFileError(path, what, f"not a complete torch file: {type(e).__name__}", remedy) from None
+    with open(path, "rb") as f:  # a missing or unreadable file raises its OSError, not "damaged"
+        try:
+            return torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch's unpickler fails in many ways on a damaged file
+            # torch's own message may advise weights_only=False (unsafe): keep only the exception's type.
+            raise DamagedFileError(path, what, f"not a complete torch file: {type(e).__name__}", remedy) from None
 
 
 def load_weights(model: Any, path: PathLike, *, what: str = "weights file", map_location: Any = "cpu",

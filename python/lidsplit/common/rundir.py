@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LOCK_FILE", "RunLock", "RunDir", "StateFormat", "check_run_path", "create_run_dir", "diff_identity",
-           "jsonable_identity", "locked_run_dir", "writable"]
+           "jsonable_identity", "locked_run_dir", "writable", "writing"]
 
 #: The lock file's name inside a run directory (not an artefact: ignored by emptiness checks).
 LOCK_FILE = ".lidsplit.lock"

@@ -80,6 +80,24 @@ def _layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> list[str]:
     return [names.get(id(m), f"layer{i}") or type(m).__name__ for i, m in enumerate(layers)]
 
 
+def _leaf_model(tree: SplitTree, load_leaf: Callable[[int], nn.Module],
+                leaf: int) -> tuple[nn.Module, list[nn.Module], list[str]]:
+    """``load_leaf(leaf)``, checked against ``tree``, with its feature layers and their names."""
+    model = load_leaf(leaf)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_leaf({leaf}) returned a {type(model).__name__}, expected an nn.Module")
+    if search_space(model) != tree.space:
+        raise ValueError(f"load_leaf({leaf}): the model's search space differs from the tree's "
+                         f"({search_space(model).num_edges} vs {tree.space.num_edges} edges, or other ops)")
+    feature_layers = getattr(model, "feature_layers", None)
+    if not callable(feature_layers):
+        raise TypeError(f"load_leaf({leaf}): {type(model).__name__} has no feature_layers()")
+    layers = list(feature_layers())
+    if not layers:
+        raise ValueError(f"load_leaf({leaf}): feature_layers() is empty")
+    return model, layers, _layer_names(model, layers)
+
+
 def leaf_lid_profiles(
     tree: SplitTree,
     load_leaf: Callable[[int], nn.Module],
@@ -133,7 +151,7 @@ def leaf_lid_profiles(
         raise TypeError(f"load_leaf: expected a callable leaf id -> nn.Module, got {type(load_leaf).__name__}")
     _check_int("archs_per_leaf", archs_per_leaf, 1)
     _check_int("batch_size", batch_size, 2)
-    _check_int("k", k, 1)
+    _check_int("k", k, 2)  # the MLE of LID needs two neighbours (lid_mle refuses k < 2)
     _check_int("calib_batches", calib_batches, 1)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {seed!r}")
@@ -153,19 +171,7 @@ def leaf_lid_profiles(
     out: dict[str, Any] = {}
     try:
         for leaf, archs in plans:
-            model = load_leaf(leaf.id)
-            if not isinstance(model, nn.Module):
-                raise TypeError(f"load_leaf({leaf.id}) returned a {type(model).__name__}, expected an nn.Module")
-            if search_space(model) != tree.space:
-                raise ValueError(f"load_leaf({leaf.id}): the model's search space differs from the tree's "
-                                 f"({search_space(model).num_edges} vs {tree.space.num_edges} edges, or other ops)")
-            feature_layers = getattr(model, "feature_layers", None)
-            if not callable(feature_layers):
-                raise TypeError(f"load_leaf({leaf.id}): {type(model).__name__} has no feature_layers()")
-            layers = list(feature_layers())
-            if not layers:
-                raise ValueError(f"load_leaf({leaf.id}): feature_layers() is empty")
-            these = _layer_names(model, layers)
+            model, layers, these = _leaf_model(tree, load_leaf, leaf.id)
             if names is None:
                 names = these
             elif these != names:

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lidsplit._io import atomic_torch_save
-from lidsplit.data.core import derive_seed
+from lidsplit.common.batch import logits_of, model_device, unpack_batch
+from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.io import atomic_torch_save
+from lidsplit.common.progress import progress_bar
+from lidsplit.common.rundir import StateFormat
+from lidsplit.common.seeds import derive_seed
 from lidsplit.supernet import SubSupernet, search_space, use_path
-from lidsplit.train._util import logits_of, model_device, progress_bar, unpack_batch
 
 __all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet", "make_optimizer",
            "cosine_lr"]
@@ -56,8 +58,13 @@ CKPT_MARK = "lidsplit.train_subsupernet"
 CKPT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RunMismatchError):
     """A checkpoint that cannot be used for this run (another run's, or not a lidsplit checkpoint)."""
+
+
+#: The training checkpoint's header and refusals (``lidsplit.common.rundir``).
+CHECKPOINT = StateFormat(CKPT_MARK, CKPT_VERSION, "training checkpoint", CheckpointError,
+                         remedy="pass another checkpoint path or remove the file")
 
 
 @dataclass(frozen=True)
@@ -184,33 +191,20 @@ def _identity(model: nn.Module, sub: SubSupernet, cfg: TrainConfig, loader: Any)
     }
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: checkpoint {json.dumps(a)[:80]} != now {json.dumps(b)[:80]}"]
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def _resume(ck_path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint at ``ck_path`` if it belongs to this run (``identity``); its JSON fields decoded."""
+    ck = CHECKPOINT.load(ck_path)
     try:
-        with warnings.catch_warnings():  # a foreign file may make the unpickler warn before failing
-            warnings.simplefilter("ignore")
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means "not ours"
-        raise CheckpointError(
-            f"{path} exists but is not a lidsplit training checkpoint ({type(e).__name__}); refusing to "
-            "resume from it or overwrite it: pass another checkpoint path or remove the file"
-        ) from e
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_MARK:
-        raise CheckpointError(
-            f"{path} exists but is not a lidsplit training checkpoint; refusing to resume from it or overwrite "
-            "it: pass another checkpoint path or remove the file"
-        )
-    if ck.get("version") != CKPT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ck.get('version')} is not supported ({CKPT_VERSION})")
-    return ck
+        saved = json.loads(ck["identity"])
+    except (KeyError, TypeError, ValueError):
+        saved = None
+    CHECKPOINT.refuse_changed(ck_path, saved, identity, saved_label="checkpoint")
+    try:
+        return ck | {"running": json.loads(ck["running"]), "history": json.loads(ck["history"]),
+                     "epoch": int(ck["epoch"]), "batch": int(ck["batch"]), "step": int(ck["step"])}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ck_path}: this training checkpoint is damaged ({type(e).__name__}: {e}); remove it "
+                              "to restart this training") from None
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -341,25 +335,20 @@ def train_subsupernet(
     loader_gen_state = gen.get_state() if isinstance(gen, torch.Generator) else None
 
     if ck_path is not None and ck_path.exists():
-        ck = _read_checkpoint(ck_path)
-        saved = json.loads(ck["identity"])
-        problems = _diff(saved, identity)
-        if problems:
-            raise CheckpointError(
-                f"{ck_path} belongs to another run; refusing to resume from it or overwrite it. Differences:\n  "
-                + "\n  ".join(problems)
-            )
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        path_gen.set_state(ck["path_generator"])
-        if ck.get("loader_generator") is not None:
-            loader_gen_state = ck["loader_generator"]
-            if isinstance(gen, torch.Generator):
-                gen.set_state(loader_gen_state)
-        _set_rng_state(ck["rng"])
-        epoch, batch, step = int(ck["epoch"]), int(ck["batch"]), int(ck["step"])
-        run = json.loads(ck["running"])
-        history = json.loads(ck["history"])
+        ck = _resume(ck_path, identity)
+        try:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            path_gen.set_state(ck["path_generator"])
+            if ck.get("loader_generator") is not None:
+                loader_gen_state = ck["loader_generator"]
+                if isinstance(gen, torch.Generator):
+                    gen.set_state(loader_gen_state)
+            _set_rng_state(ck["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{ck_path}: this training checkpoint is damaged ({type(e).__name__}); remove it "
+                                  "to restart this training") from None
+        epoch, batch, step, run, history = ck["epoch"], ck["batch"], ck["step"], ck["running"], ck["history"]
         resumed = {"epoch": epoch, "batch": batch, "step": step}
     elif ck_path is not None and not ck_path.parent.is_dir():
         raise FileNotFoundError(f"checkpoint directory {ck_path.parent} does not exist")
@@ -367,19 +356,17 @@ def train_subsupernet(
     def save() -> None:
         if ck_path is None:
             return
-        atomic_torch_save({
-            "format": CKPT_MARK,
-            "version": CKPT_VERSION,
-            "identity": json.dumps(identity, sort_keys=True),
-            "epoch": epoch, "batch": batch, "step": step,
-            "running": json.dumps(run),
-            "history": json.dumps(history),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "path_generator": path_gen.get_state(),
-            "loader_generator": loader_gen_state,
-            "rng": _rng_state(),
-        }, ck_path)
+        atomic_torch_save(CHECKPOINT.header(
+            json.dumps(identity, sort_keys=True),
+            epoch=epoch, batch=batch, step=step,
+            running=json.dumps(run),
+            history=json.dumps(history),
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            path_generator=path_gen.get_state(),
+            loader_generator=loader_gen_state,
+            rng=_rng_state(),
+        ), ck_path)
 
     was_training = model.training
     model.train()
