@@ -593,6 +593,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny smoke setting (budget 8, 256 train images, "
                    "12 archs, 256 prediction images, R=2)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compare", action="store_true", help="train nothing: one table of every protocol's rows "
+                   "found in --results-dir, with 95 %% intervals and paired differences to one-shot")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.batches = 8, 2
@@ -677,10 +679,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _ci(vals: Sequence[float]) -> str:
+    """``mean ± half-width of the 95 % t-interval`` (n = 1: the value alone)."""
+    from scipy.stats import t as student
+
+    v = np.asarray([x for x in vals if not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return "–"
+    if v.size == 1:
+        return f"{v[0]:.3f}"
+    half = float(student.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return f"{v.mean():.3f} ± {half:.3f}"
+
+
+def compare(results: Path, task: Task, truth: str | None = None) -> str:
+    """One markdown table of every row in ``results`` (all protocols of one task): mean ± 95 % interval
+    over seeds of Kendall tau (all, top 20 %), the tau inside the leaves, the one-shot reference's tau
+    inside the same leaves and the leaf-offset taus (the one-shot row of the same seed with the same
+    epochs per path, else ``one-shot``), and the paired difference to that reference's overall tau."""
+    truth = truth or next(iter(task.truths))
+    recs: dict[str, dict[int, dict[str, Any]]] = {}
+    for f in sorted(results.glob("*-seed*.json")):
+        rec = json.loads(f.read_text(encoding="utf-8"))
+        if rec.get("format") == FORMAT and rec.get("config", {}).get("task", {}).get("name") == task.name:
+            recs.setdefault(rec.get("row", rec["method"]), {})[int(rec["seed"])] = rec
+    tr = task.truths[truth]
+    head = ["row", "seeds", "total epochs", "epochs per path", "tau all", "tau top20%", "tau within leaves",
+            "one-shot tau within the same leaves", "tau, leaf means calibrated", "tau, true leaf means",
+            "tau all minus reference (paired)", "reference"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, by_seed in sorted(recs.items(), key=lambda kv: (not kv[0].startswith("one-shot"), kv[0])):
+        first = next(iter(by_seed.values()))
+        b = first["budget"]
+        path = b.get("epochs_per_path", b.get("one_shot_epochs", b.get("total")))
+        ref_row = "one-shot" if path == first["config"].get("budget_epochs") else f"one-shot-e{path}"
+        ref = recs.get(ref_row, {})
+        seeds = sorted(by_seed)
+        tau = [by_seed[s]["correlations"][truth]["all"]["kendall"] for s in seeds]
+        top = [by_seed[s]["correlations"][truth]["top20%"]["kendall"] for s in seeds]
+        within = [within_leaf_tau(by_seed[s], tr) for s in seeds]
+        paired = [s for s in seeds if s in ref and not row.startswith("one-shot")]
+        ref_within = [within_leaf_tau(by_seed[s], tr, ref[s]) for s in paired]
+        offs = [offset_taus(by_seed[s], tr, ref[s]) for s in paired]
+        diff = [by_seed[s]["correlations"][truth]["all"]["kendall"] - ref[s]["correlations"][truth]["all"]["kendall"]
+                for s in paired]
+        cells = [row, ",".join(map(str, seeds)), str(b["total"]), str(path), _ci(tau), _ci(top), _ci(within),
+                 _ci(ref_within), _ci([o["calibrated"] for o in offs]), _ci([o["oracle"] for o in offs]),
+                 _ci(diff), ref_row if paired else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
+        if args.compare:
+            task = build_task(args)
+            results = Path(args.results_dir) if args.results_dir else None
+            if results is None or not results.is_dir():
+                raise BenchError("--compare needs --results-dir, an existing directory of results")
+            for t in task.truths:
+                print(f"\n{t} truth; mean ± 95 % interval over seeds:\n" + compare(results, task, t))
+            return 0
         run(args)
     except BenchError as e:
         print(f"bench_ranking: error: {e}", file=sys.stderr)
