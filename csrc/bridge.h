@@ -1,4 +1,4 @@
-// DLPack capsules -> checked, borrowed tensor views. Used only by the binding files (csrc/*.cpp);
+// DLPack capsules -> checked, borrowed tensor views. Used only by the binding files (csrc/bind_*.cpp);
 // kernels in csrc/cpu and csrc/cuda take raw pointers.
 //
 // The capsule is borrowed, never consumed: it keeps its name, so its destructor still calls the
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lidsplit/dlpack.h"
+#include "lidsplit/reduce.h"
 
 namespace lidsplit {
 
@@ -149,9 +150,25 @@ constexpr bool kWithCuda = true;
 constexpr bool kWithCuda = false;
 #endif
 
+// The FloatKind of a tensor already checked to be floating.
+inline FloatKind float_kind(DType d) {
+  switch (d) {
+    case DType::kFloat16: return FloatKind::kFloat16;
+    case DType::kBFloat16: return FloatKind::kBFloat16;
+    case DType::kFloat64: return FloatKind::kFloat64;
+    default: return FloatKind::kFloat32;
+  }
+}
+
 inline void require_cuda_build(const TensorArg& a) {
   if (a.cuda && !kWithCuda)
     a.fail("a CPU tensor: this build of lidsplit has no CUDA kernels (see lidsplit.cuda_info())");
+}
+
+// A floating tensor (the four dtypes of LIDSPLIT_DISPATCH_FLOAT) that this build can run.
+inline void check_float(const TensorArg& a) {
+  a.check_dtype({DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64});
+  require_cuda_build(a);
 }
 
 }  // namespace lidsplit

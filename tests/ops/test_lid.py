@@ -374,6 +374,7 @@ def test_cuda_glue_with_mock(estimator: str) -> None:
     mp = pytest.MonkeyPatch()
     try:
         mp.setattr(lid_mod, "_on_cuda", lambda t: True)
+        mp.setattr(lid_mod._C, "cuda_compiled", lambda: True)  # the glue runs in a CPU-only build too
         mp.setattr(lid_mod._C, "knn_cuda", _mock_knn_cuda)
         mp.setattr(lid_mod._C, "lid_rows_cuda", _mock_lid_rows_cuda)
         got = (

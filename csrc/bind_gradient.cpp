@@ -17,8 +17,6 @@
 
 namespace lidsplit {
 
-FloatKind float_kind(DType d);  // csrc/masked_sum.cpp
-
 namespace {
 
 void gram_binding(const py::list& grads, int64_t n, const py::capsule& out_cap,
@@ -88,8 +86,8 @@ void gram_binding(const py::list& grads, int64_t n, const py::capsule& out_cap,
     ws.check_dtype({DType::kFloat64});
     ws.check_same_device(out);
     ws.check_writable();
-    if (ws.numel() < cuda::gradient_gram_workspace(n))
-      ws.fail("at least " + std::to_string(cuda::gradient_gram_workspace(n)) + " elements");
+    if (ws.numel() < cuda::gradient_gram_workspace(n, P))
+      ws.fail("at least " + std::to_string(cuda::gradient_gram_workspace(n, P)) + " elements");
     std::vector<cuda::GramParamDev> params(static_cast<size_t>(P));
     for (int64_t p = 0; p < P; ++p) {
       FloatKind kind;
@@ -123,14 +121,15 @@ void register_gradient(py::module_& m) {
         "list of per-parameter capsules (None = zeros)");
   m.def(
       "gradient_gram_workspace",
-      [](int64_t n) -> int64_t {
+      [](int64_t n, int64_t num_params) -> int64_t {
 #ifdef LIDSPLIT_WITH_CUDA
-        return cuda::gradient_gram_workspace(n);
+        return cuda::gradient_gram_workspace(n, num_params);
 #else
         return 0;
 #endif
       },
-      py::arg("n"), "float64 elements of CUDA scratch that gradient_gram needs");
+      py::arg("n"), py::arg("num_params"),
+      "float64 elements of CUDA scratch that gradient_gram needs for n vectors of num_params parameters");
 }
 
 }  // namespace lidsplit
