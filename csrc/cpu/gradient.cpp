@@ -4,8 +4,9 @@
 // [offset[p], offset[p+1])), cut into chunks of L positions: a chunk may span many tiny parameters, so
 // a tensor of 3 elements costs 3 positions, not a task or a parallel region. For a chunk, each vector's
 // slice is converted once into an L1-resident float64 buffer (zeros where a parameter is missing);
-// then the pair products are accumulated by register tiles of 3 x 3 vectors x 4 lanes (9 accumulators,
-// 6 loads per 9 FMAs: compute-bound on the FMA units, not on loads). Vectors with nothing in the chunk
+// then the pair products are accumulated by register tiles over blocks of 3 vectors x 4 lanes: a block's
+// own triangle (6 accumulators, 3 loads) and its 3 x 3 rectangles with later blocks (9 accumulators, 6
+// loads per 9 FMAs), so exactly n(n+1)/2 FMAs per 4 positions, bound by the FMA units, not by loads. Vectors with nothing in the chunk
 // are left out of the tiles.
 //
 // Determinism: the chunks are grouped into kSpans spans of consecutive chunks (fewer if there are
@@ -106,6 +107,19 @@ LIDSPLIT_ALWAYS_INLINE void tile(const double* const* x, const double* const* y,
   for (int k = 0; k < R * C; ++k) out[k] = lane_sum(acc[k]);
 }
 
+// out[pair_index(r, c, R)] = <x[r], x[c]>, r <= c: the triangle of R vectors, each loaded once.
+template <int R>
+LIDSPLIT_ALWAYS_INLINE void tile_triangle(const double* const* x, int64_t len, double* out) {
+  constexpr int K = R * (R + 1) / 2;
+  Lanes acc[K] = {};
+  for (int64_t e = 0; e < len; e += kLanes) {
+    Lanes xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = load_lanes(x[r] + e);
+    accumulate_pairs<R>(xv, acc);
+  }
+  for (int k = 0; k < K; ++k) out[k] = lane_sum(acc[k]);
+}
+
 template <int R>
 LIDSPLIT_ALWAYS_INLINE void tile_rows(int cols, const double* const* x, const double* const* y, int64_t len,
                                       double* out) {
@@ -132,6 +146,24 @@ struct Scratch {
   explicit Scratch(int64_t n, int64_t L) : buf(n * L), filled(n), vec(n), rows(n) {}
 };
 
+// Asks for the next chunk's slices of parameter p (the one holding position `end`) to be brought into
+// L2 while the tiles compute on this one: without it the loads of a chunk and the FMAs alternate instead
+// of overlapping (the hardware prefetcher stops at the end of each row's slice).
+LIDSPLIT_ALWAYS_INLINE void prefetch_next(const Plan& plan, int64_t end, int64_t p) {
+#if defined(__GNUC__)
+  if (end >= plan.offset[p + 1]) return;
+  const GramParam& prm = plan.params[p];
+  const int64_t from = end - plan.offset[p];
+  const int64_t count = std::min(plan.L, plan.offset[p + 1] - end);
+  const int64_t size = prm.kind == FloatKind::kFloat64 ? 8 : (prm.kind == FloatKind::kFloat32 ? 4 : 2);
+  for (int64_t i = 0; i < plan.n; ++i) {
+    if (prm.ptrs[i] == nullptr) continue;
+    const char* base = static_cast<const char*>(prm.ptrs[i]) + from * size;
+    for (int64_t b = 0; b < count * size; b += 64) __builtin_prefetch(base + b, 0, 1);
+  }
+#endif
+}
+
 // Adds the pair products of positions [begin, end) (at most L; parameter p holds `begin`) to acc
 // (packed upper triangle); advances p to the parameter that holds `end`.
 LIDSPLIT_GRAM_CLONES void chunk_products(const Plan& plan, int64_t begin, int64_t end, int64_t& p, Scratch& s,
@@ -151,6 +183,7 @@ LIDSPLIT_GRAM_CLONES void chunk_products(const Plan& plan, int64_t begin, int64_
       s.filled[i] = at + count;
     }
   }
+  prefetch_next(plan, end, p);
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (s.filled[i] < 0) continue;  // nothing of vector i here: its products are 0
@@ -162,9 +195,16 @@ LIDSPLIT_GRAM_CLONES void chunk_products(const Plan& plan, int64_t begin, int64_
   double out[kTile * kTile];
   for (int64_t bi = 0; bi < m; bi += kTile) {
     const int R = static_cast<int>(std::min<int64_t>(kTile, m - bi));
-    for (int64_t bj = bi; bj < m; bj += kTile) {
+    const double* const* x = s.rows.data() + bi;
+    switch (R) {  // the block's own triangle
+      case 1: tile_triangle<1>(x, padded_len, out); break;
+      case 2: tile_triangle<2>(x, padded_len, out); break;
+      default: tile_triangle<3>(x, padded_len, out); break;
+    }
+    for (int r = 0, k = 0; r < R; ++r)
+      for (int c = r; c < R; ++c) acc[pair_index(s.vec[bi + r], s.vec[bi + c], n)] += out[k++];
+    for (int64_t bj = bi + kTile; bj < m; bj += kTile) {  // its rectangles with the later blocks
       const int C = static_cast<int>(std::min<int64_t>(kTile, m - bj));
-      const double* const* x = s.rows.data() + bi;
       const double* const* y = s.rows.data() + bj;
       switch (R) {
         case 1: tile_rows<1>(C, x, y, padded_len, out); break;
@@ -172,8 +212,7 @@ LIDSPLIT_GRAM_CLONES void chunk_products(const Plan& plan, int64_t begin, int64_
         default: tile_rows<3>(C, x, y, padded_len, out); break;
       }
       for (int r = 0; r < R; ++r)
-        for (int c = (bi == bj ? r : 0); c < C; ++c)
-          acc[pair_index(s.vec[bi + r], s.vec[bj + c], n)] += out[r * C + c];
+        for (int c = 0; c < C; ++c) acc[pair_index(s.vec[bi + r], s.vec[bj + c], n)] += out[r * C + c];
     }
   }
 }

@@ -29,10 +29,11 @@ LIDSPLIT_HD void pair_of(int64_t k, int64_t n, int64_t* i, int64_t* j) {
   *j = r + k;
 }
 
-// One element of R vectors (v[0..R)) added to the packed upper triangle of their pair products:
-// acc[pair_index(i, j, R)] += v[i] * v[j]. Compile-time bounds, so a CUDA thread keeps acc in registers.
-template <int R>
-LIDSPLIT_HD void accumulate_pairs(const double (&v)[R], double (&acc)[R * (R + 1) / 2]) {
+// One element of R vectors (v[0..R): V is double on CUDA, a 4 x double vector type in the CPU register
+// tile) added to the packed upper triangle of their pair products: acc[pair_index(i, j, R)] += v[i] * v[j].
+// Compile-time bounds, so the accumulators stay in registers.
+template <int R, class V>
+LIDSPLIT_HD void accumulate_pairs(const V (&v)[R], V (&acc)[R * (R + 1) / 2]) {
   int k = 0;
 #if defined(__CUDA_ARCH__)
 #pragma unroll

@@ -103,8 +103,7 @@ def _run(grads: list[Tensor | None], n: int, cosine: bool) -> Tensor:
         ws = None
         if device.type == "cuda":
             ws = capsule(torch.empty(_C.gradient_gram_workspace(n, len(grads) // n), dtype=torch.float64, device=device))
-        # empty tensors contribute nothing (and may carry any strides): pass them as missing
-        caps = [None if t is None or t.numel() == 0 else to_dlpack(t) for t in grads]
+        caps = [None if t is None else to_dlpack(t) for t in grads]
         _C.gradient_gram(caps, n, capsule(out), ws, cosine, stream_of(out))
     except (ValueError, TypeError, RuntimeError, BufferError, AttributeError):
         _check(grads, n)
