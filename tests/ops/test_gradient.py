@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import lidsplit
 from lidsplit import _C
 from lidsplit.ops import gradient_cosine, gradient_gram, reference
 from lidsplit.ops._dlpack import capsule
+from op_table import DTYPES as OP_DTYPES
+from op_table import FIXTURE_OK
 
-DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def dev(device: str) -> str:
-    if device == "cuda" and not lidsplit.cuda_info()["usable"]:
-        pytest.skip(f"lidsplit CUDA kernels unusable: {lidsplit.cuda_info()['reason']}")
-    return device
-
+DTYPES = OP_DTYPES["gradient"]
 
 def assert_gram_close(got: torch.Tensor, want: torch.Tensor) -> None:
     """Both accumulate exact products in float64: agreement to ~1e-12 of the norms."""
@@ -65,7 +58,7 @@ def make_grads(n, shapes, dtypes, missing, zero_vector, seed, device):
     return grads
 
 
-@fixture_ok
+@FIXTURE_OK
 @given(case=cases())
 def test_matches_concatenation(dev, case):
     grads = make_grads(*case, dev)

@@ -29,8 +29,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of, to_dlpack
-from lidsplit.ops.masked_sum import plain_eager
+from lidsplit.ops._dlpack import capsule, check_tensor, describe, plain_eager, stream_of, to_dlpack
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

@@ -61,7 +61,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import FLOATS, capsule, check_tensor, describe, stream_of
+from lidsplit.ops._dlpack import FLOATS, capsule, check_tensor, describe, plain_eager, stream_of
 
 __all__ = ["knn", "lid_mle", "lid_profile", "ESTIMATORS"]
 
@@ -387,25 +387,7 @@ def _lid_profile_fake(features: list[Tensor], num_profiles: int, k: int, estimat
     return features[0].new_empty((num_profiles, length), dtype=torch.float32)
 
 
-# ---- public API ------------------------------------------------------------------------------------
-# The dispatcher route of a Python custom op costs tens of microseconds per call, a sizeable part of a
-# small lid_mle. In plain eager mode the public functions call the same implementation directly;
-# anything that needs the registered op (torch.compile, FX/export tracing, fake or subclass tensors,
-# torch.func transforms, dispatch or function modes) takes the torch.ops route.
-
-_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
-# Private torch hooks; if a torch version lacks one, always take the registered op (the safe route).
-_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
-_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
-_function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", lambda: True)
-
-
-def _plain_eager(tensors: Sequence[object]) -> bool:
-    for t in tensors:
-        if type(t) not in _PLAIN_TENSORS:
-            return False
-    return not (torch.compiler.is_compiling() or _transforms_active() or _dispatch_modes() or _function_modes())
-
+# ---- public API: the eager fast path (lidsplit.ops._dlpack.plain_eager) or the registered op -------
 
 
 def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -415,7 +397,7 @@ def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     distances ascending, ties by lower index; the row itself is excluded by index; rows equal to it
     come first, at distance 0. Needs ``b > k``. See the module docstring for numerics and memory.
     """
-    if _plain_eager((x,)):
+    if plain_eager((x,)):
         return _knn_impl(x, k)
     return torch.ops.lidsplit.knn(x, k)
 
@@ -432,7 +414,7 @@ def lid_mle(
     mask of valid rows, ``(b,)`` or ``(B, b)``. Raises ValueError when ``b <= k`` or, for the mean, when
     no row of a matrix has an estimate. Duplicate rule and numerics: see the module docstring.
     """
-    if _plain_eager((x,)):
+    if plain_eager((x,)):
         lid, valid = _lid_mle_impl(x, k, reduction, estimator)
     else:
         lid, valid = torch.ops.lidsplit.lid_mle(x, k, reduction, estimator)
@@ -464,7 +446,7 @@ def lid_profile(
             if f.dim() < 2:
                 raise ValueError(f"lidsplit: argument '{name}' ({describe(f)}): expected (b, ...) with at least 2 dimensions")
             flat.append(f if f.dim() == 2 else f.view(f.shape[0], -1))
-    if _plain_eager(flat):
+    if plain_eager(flat):
         out = _lid_profile_impl(flat, len(groups), k, estimator)
     else:
         out = torch.ops.lidsplit.lid_profile(flat, len(groups), k, estimator)
