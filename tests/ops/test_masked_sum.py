@@ -416,3 +416,14 @@ def test_zero_weight_branch_gets_no_gradient_on_cpu():
     assert b.grad is None
     torch.testing.assert_close(a.grad, torch.tensor([1.0, 1.0, 0.5, 0.5]).repeat_interleave(3).view(4, 3) * 2)
     torch.testing.assert_close(w.grad, torch.stack([(a * 2).detach().view(2, -1).sum(1), (b * 3).detach().view(2, -1).sum(1)], 1))
+
+
+def test_meta_tensors_and_list_weights_are_named():
+    """Not DLPack's BufferError or a dispatcher error: lidsplit's own message naming the argument."""
+    xs = [torch.randn(4, 5) for _ in range(3)]
+    with pytest.raises(ValueError, match="'weights'.*CPU or CUDA"):
+        masked_sum(xs, torch.ones(3, device="meta"))
+    with pytest.raises(ValueError, match=r"'xs\[0\]'.*CPU or CUDA"):
+        masked_sum([x.to("meta") for x in xs], torch.ones(3))
+    with pytest.raises(TypeError, match="'weights' must be a torch.Tensor, got list"):
+        masked_sum(xs, [1.0, 1.0, 1.0])

@@ -226,3 +226,12 @@ def test_cuda_boxes_are_clamped():
     boxes = torch.tensor([[[-3, 9], [1, 2]], [[3, 1], [0, 3]]], device="cuda")
     c = torch.tensor([2.0, 5.0], device="cuda")
     assert torch.equal(superpose(w, c, boxes).cpu(), reference.superpose(w.cpu(), c.cpu(), boxes.cpu()))
+
+
+def test_meta_tensors_are_named():
+    """Not DLPack's BufferError: lidsplit's own message naming the argument."""
+    boxes = torch.tensor([[[0, 2], [0, 2]]])
+    with pytest.raises(ValueError, match="'weight'.*CPU or CUDA"):
+        superpose(torch.randn(4, 5, device="meta"), torch.ones(1, device="meta"), boxes.to("meta"))
+    with pytest.raises(ValueError, match="'coeffs'"):
+        superpose(torch.randn(4, 5), torch.ones(1, device="meta"), boxes)

@@ -20,8 +20,13 @@ Estimators (r_j: Euclidean distance to the j-th neighbour, j = 1..k):
   scikit-dimension's ``skdim.id.MLE().fit(X, n_neighbors=k, comb="mean")``.
 - ``"official"``: the authors' NAS-LID code, for comparing numbers with it: the k nearest other rows,
   zero distances included, ``LID = -k / (sum_j log(r_j / (r_k + 1e-6)) + 1e-6)``, mean over *all*
-  rows. (Their code sorts each row of the full distance matrix and drops sorted position 0 as
-  "self"; as self is at distance 0, the neighbour distances are the same as here.) Its known defects
+  rows. (Their code sorts each row of a float32 ``torch.cdist`` distance matrix and drops sorted
+  position 0 as "self". The formula and the neighbour rule are theirs, but not their rounding:
+  ``torch.cdist`` computes distances by the same |xi|^2 + |xj|^2 - 2<xi, xj> expansion in float32
+  without lidsplit's exact recomputation near zero, so a duplicate row can sit at a small positive
+  distance there (and self need not be at sorted position 0), and ties between equidistant rows can
+  break differently; expect equal values on rows with distinct, well-separated neighbours and
+  different ones on duplicate and equidistant rows.) Its known defects
   are kept on purpose: a row with a duplicate gets LID 0, equidistant neighbours make it explode
   (about 1e5 and more), and the 1e-6 terms make it scale-dependent.
 
@@ -30,9 +35,9 @@ are equal (lidsplit computes near-zero distances exactly, so this holds despite 
 Equal rows are not neighbours of each other: the estimate of a row uses its k nearest neighbours at
 positive distance. A row is *invalid* (no estimate) when it has fewer than k rows at positive
 distance, or when its k neighbours are all at the same distance (the sum of logs is 0, the estimate
-infinite). Invalid rows are left out of the mean; ``lid_mle(..., reduction="none")`` gives them the
-value 0, which no valid row can have (a valid estimate is > 0), and ``return_valid=True`` also
-returns the boolean mask of valid rows. When no row of a matrix is valid, the mean is undefined and
+infinite). Invalid rows are left out of the mean; ``lid_mle(..., reduction="none")`` gives them NaN
+(so ``torch.nanmean`` of the rows equals the mean, and a plain ``mean`` is loudly NaN, never silently
+low), and ``return_valid=True`` also returns the boolean mask of valid rows. When no row of a matrix is valid, the mean is undefined and
 ``lid_mle``/``lid_profile`` raise ValueError. (``torch.ops.lidsplit.lid_mle`` always returns the pair
 ``(lid, valid)``.) With ``"official"`` every row is valid.
 
@@ -408,7 +413,8 @@ def lid_mle(
     """Local intrinsic dimension of every row of ``x`` ``(b, m)`` or ``(B, b, m)``, from its k neighbours.
 
     ``reduction="mean"`` returns the mean over the valid rows, shape ``()`` or ``(B,)``;
-    ``reduction="none"`` the per-row estimates ``(b,)`` or ``(B, b)``, with 0 for invalid rows.
+    ``reduction="none"`` the per-row estimates ``(b,)`` or ``(B, b)``, NaN for invalid rows (average
+    them with ``torch.nanmean`` or the mask of ``return_valid=True``, not a plain mean).
     ``estimator``: ``"mle"`` (NAS-LID eq. 2), ``"levina_bickel"`` (k - 1 numerator) or ``"official"``
     (the NAS-LID code's formula and neighbour rule). With ``return_valid=True`` also returns the bool
     mask of valid rows, ``(b,)`` or ``(B, b)``. Raises ValueError when ``b <= k`` or, for the mean, when

@@ -99,7 +99,7 @@ def _forward(xs: list[Tensor], weights: Tensor) -> Tensor:
         return out
     try:
         _C.masked_sum([capsule(x) for x in xs], capsule(weights), capsule(out), stream_of(out))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, len(_check_list("xs", xs)), x0)
         raise
     return out
@@ -111,7 +111,7 @@ def _grad_inputs_impl(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
         return outs
     try:
         _C.masked_sum_spread(capsule(grad), capsule(weights), [capsule(o) for o in outs], stream_of(grad))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, n, check_tensor("grad", grad, dtypes=DTYPES), "grad")
         raise
     return outs
@@ -127,7 +127,7 @@ def _grad_weights_impl(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tenso
         ws = capsule(torch.empty(_C.masked_sum_wgrad_workspace(groups, len(xs)), dtype=torch.float64, device=grad.device))
     try:
         _C.masked_sum_wgrad([capsule(x) for x in xs], capsule(grad), capsule(weights), capsule(out), ws, stream_of(grad))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, len(_check_list("xs", xs, like=grad)), grad, "grad")
         raise
     return out.to(weights.dtype)
@@ -241,6 +241,7 @@ def masked_sum(xs: Sequence[Tensor], weights: Tensor) -> Tensor:
     xs = list(xs)
     if not xs or not all(isinstance(x, Tensor) for x in xs):
         _check_list("xs", xs)  # raises, naming the offending entry
+    check_tensor("weights", weights)  # a list of floats is not weights: say so before the dispatcher does
     if not plain_eager((weights, *xs)):
         return torch.ops.lidsplit.masked_sum(xs, weights)
     if torch.is_grad_enabled() and (weights.requires_grad or any(x.requires_grad for x in xs)):

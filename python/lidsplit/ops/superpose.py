@@ -75,7 +75,7 @@ def _forward(weight: Tensor, coeffs: Tensor, boxes: Tensor) -> Tensor:
     out = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
     try:
         _C.superpose(capsule(weight), capsule(coeffs), capsule(boxes), capsule(out), stream_of(out))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check(weight, coeffs, boxes)
         raise
     return out
@@ -89,7 +89,7 @@ def _coeff_grad_impl(grad: Tensor, weight: Tensor, boxes: Tensor) -> Tensor:
         ws = capsule(torch.empty(_C.superpose_coeff_grad_workspace(n), dtype=torch.float64, device=weight.device))
     try:
         _C.superpose_coeff_grad(capsule(grad), capsule(weight), capsule(boxes), capsule(out), ws, stream_of(weight))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check(weight, out.new_zeros(n), boxes)
         raise
     return out
@@ -159,8 +159,6 @@ def _backward_coeff_grad(ctx, gg: Tensor):
 
 
 _coeff_grad.register_autograd(_backward_coeff_grad, setup_context=_setup_coeff_grad)
-
-
 
 
 class _SuperposeFunction(torch.autograd.Function):
