@@ -192,3 +192,26 @@ def test_device_mismatch():
     a = torch.randn(3)
     with pytest.raises(ValueError, match=r"'grads\[1\]\[0\]'.*device"):
         gradient_cosine([[a], [a.cuda()]])
+
+
+def test_many_tiny_parameters_share_chunks():
+    """Hundreds of tensors of a few elements, some missing or empty, between large ones: the CPU kernel lays
+    them end to end in shared chunks (gaps filled with zeros) and must still match the reference."""
+    gen = torch.Generator().manual_seed(11)
+    n, sizes = 7, [int(s) for s in torch.randint(0, 9, (400,), generator=gen)] + [3000, 1, 5000]
+    grads = [[None if (i + p) % 5 == 0 else torch.randn(s, generator=gen) for p, s in enumerate(sizes)] for i in range(n)]
+    assert_gram_close(gradient_gram(grads), reference.gradient_gram(grads))
+
+
+def test_result_does_not_depend_on_the_thread_count():
+    gen = torch.Generator().manual_seed(12)
+    grads = [[torch.randn(70000, generator=gen), torch.randn(33, generator=gen)] for _ in range(4)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gradient_gram(grads)
+        torch.set_num_threads(2)
+        two = gradient_gram(grads)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)

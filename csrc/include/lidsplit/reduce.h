@@ -1,6 +1,6 @@
-// Per-element logic shared by the CPU (.cpp) and CUDA (.cu) kernels of the masked_sum and gradient
-// ops: storage types and their conversions to the accumulation type, the accumulation of pair
-// products, and the final cosine from a gram matrix. No pybind11, no Python; CUDA headers only when
+// Per-element logic shared by the CPU (.cpp) and CUDA (.cu) kernels: storage types and their
+// conversions to the accumulation type, weights, and short dot products (the gradient gram's pair
+// products and cosine are in lidsplit/gram.h, the dtype dispatch in lidsplit/dispatch.h). No pybind11, no Python; CUDA headers only when
 // compiled by nvcc (device-side fp16 conversions use the hardware instructions there).
 #pragma once
 #include <cstdint>
