@@ -3,7 +3,7 @@
     python benchmarks/bench_lid.py [--repeat 9] [--k 20] [--no-memory] [--json out.json]
 
 Per shape (b, m), float32, k = 20, all timed in the same process with the methods interleaved round
-by round (so a burst of load from elsewhere hits all of them alike), best of --repeat:
+by round (so a burst of load from elsewhere hits all of them alike), median of --repeat rounds:
 
     floor      one float32 x @ x.T of the same shape (the GEMM every exact method must pay)
     lid_mle    lidsplit.ops.lid_mle(x, k)                     (mean MLE LID)
@@ -15,7 +15,8 @@ by round (so a burst of load from elsewhere hits all of them alike), best of --r
 
 and lid_profile on a batch of 30 matrices (256, 4096) against the sum of their floors and a Python
 loop of (b). Targets (the issue): lid_mle <= 1.3x floor where the floor > 1 ms; >= 2x faster than (a)
-at (4096, 256); never slower than (b); lid_profile <= 1.2x the sum of floors.
+at (4096, 256); never slower than (b); lid_profile <= 1.2x the sum of floors; lid_mle <= 2x floor on
+small matrices (128, 256) (issue 19: a supernet's layer outputs are often this small).
 
 Memory: peak RSS above the starting point during one call, each in a fresh process (the kernel's
 high-water mark reset through /proc/self/clear_refs; Linux only), against the b x b float32 matrix.
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -114,18 +116,18 @@ CLOCK = time.perf_counter  # --clock cpu: time.thread_time (with --threads 1: im
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int, slow: set[str] = frozenset()) -> dict[str, float]:
-    """Best time (ms) of each function, the functions run in turn `repeat` rounds (slow ones 3 rounds)."""
+    """Median time (ms) of each function, the functions run in turn `repeat` rounds (slow ones 3 rounds)."""
     for f in fns.values():
         f()  # warm-up (allocator, thread pool, numba compilation)
-    best = {name: float("inf") for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeat):
         for name, f in fns.items():
             if name in slow and r >= 3:
                 continue
             t0 = CLOCK()
             f()
-            best[name] = min(best[name], (CLOCK() - t0) * 1e3)
-    return best
+            times[name].append((CLOCK() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 MEM_SCRIPT = r"""
@@ -194,7 +196,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     names = list(METHODS)
     print()
-    print(f"time in ms (best of {args.repeat} interleaved rounds; skdim 3); ratio columns: lid_mle / other")
+    print(f"time in ms (median of {args.repeat} interleaved rounds; skdim 3); ratio columns: lid_mle / other")
     header = f"{'b':>5} {'m':>6} " + " ".join(f"{n:>10}" for n in names)
     header += f" | {'/floor':>7} {'/(a)':>6} {'/(b)':>6}" + (" /(c)  " if skdim else "") + (" /(d)  " if faiss else "")
     print(header)
@@ -212,6 +214,8 @@ def main() -> None:
         if faiss:
             row += f" {ours / t['(d) faiss']:6.2f}"
         print(row, flush=True)
+        if (b, m) == (128, 256):
+            checks.append((f"lid_mle <= 2x floor at (128, 256): {ours / t['floor']:.2f}", ours <= 2 * t["floor"]))
         if t["floor"] > 1.0:
             checks.append((f"lid_mle <= 1.3x floor at ({b}, {m}): {ours / t['floor']:.2f}", ours <= 1.3 * t["floor"]))
         checks.append((f"lid_mle not slower than (b) at ({b}, {m}): {ours / t['(b) mm']:.2f}", ours <= t["(b) mm"]))

@@ -1,4 +1,4 @@
-// DLPack capsules -> checked, borrowed tensor views. Used only by the binding files (csrc/*.cpp);
+// DLPack capsules -> checked, borrowed tensor views. Used only by the binding files (csrc/bind_*.cpp);
 // kernels in csrc/cpu and csrc/cuda take raw pointers.
 //
 // The capsule is borrowed, never consumed: it keeps its name, so its destructor still calls the
@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <sstream>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "lidsplit/dlpack.h"
+#include "lidsplit/reduce.h"
 
 namespace lidsplit {
 
@@ -133,7 +135,7 @@ inline TensorArg tensor_arg(const py::capsule& cap, const char* name) {
     a.fail("a CPU or CUDA tensor (DLPack device type " + std::to_string(t->device.device_type) + ")");
   }
   if (a.dtype == DType::kOther) a.fail("a supported dtype");
-  if (t->strides != nullptr) {
+  if (t->strides != nullptr && a.numel() > 0) {  // an empty tensor may carry any strides
     int64_t expected = 1;
     for (int i = t->ndim - 1; i >= 0; --i) {
       if (t->shape[i] != 1 && t->strides[i] != expected) a.fail("a contiguous (row-major) tensor");
@@ -143,15 +145,72 @@ inline TensorArg tensor_arg(const py::capsule& cap, const char* name) {
   return a;
 }
 
+// ---- the unchecked-name fast path, for bindings that take thousands of capsules per call -----------
+
+// The DLTensor of an unconsumed DLPack capsule (legacy, or versioned 1.x), or nullptr for anything
+// else; never throws. The caller re-parses with tensor_arg to report a failure with the argument's name.
+inline const DLTensor* peek_dltensor(PyObject* o, bool* read_only) {
+  if (!PyCapsule_CheckExact(o)) return nullptr;
+  const char* name = PyCapsule_GetName(o);
+  if (name == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  if (std::strcmp(name, "dltensor") == 0) {
+    *read_only = false;
+    return &static_cast<DLManagedTensor*>(PyCapsule_GetPointer(o, name))->dl_tensor;
+  }
+  if (std::strcmp(name, "dltensor_versioned") == 0) {
+    auto* v = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(o, name));
+    if (v->version.major != 1) return nullptr;
+    *read_only = (v->flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0;
+    return &v->dl_tensor;
+  }
+  return nullptr;
+}
+
+inline int64_t dl_numel(const DLTensor* t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->ndim; ++i) n *= t->shape[i];
+  return n;
+}
+
+// Row-major contiguous (what tensor_arg accepts): compact strides, or any strides when empty.
+inline bool dl_contiguous(const DLTensor* t) {
+  if (t->strides == nullptr || dl_numel(t) == 0) return true;
+  int64_t expected = 1;
+  for (int i = t->ndim - 1; i >= 0; --i) {
+    if (t->shape[i] != 1 && t->strides[i] != expected) return false;
+    expected *= t->shape[i];
+  }
+  return true;
+}
+
 #ifdef LIDSPLIT_WITH_CUDA
 constexpr bool kWithCuda = true;
 #else
 constexpr bool kWithCuda = false;
 #endif
 
+// The FloatKind of a tensor already checked to be floating.
+inline FloatKind float_kind(DType d) {
+  switch (d) {
+    case DType::kFloat16: return FloatKind::kFloat16;
+    case DType::kBFloat16: return FloatKind::kBFloat16;
+    case DType::kFloat64: return FloatKind::kFloat64;
+    default: return FloatKind::kFloat32;
+  }
+}
+
 inline void require_cuda_build(const TensorArg& a) {
   if (a.cuda && !kWithCuda)
     a.fail("a CPU tensor: this build of lidsplit has no CUDA kernels (see lidsplit.cuda_info())");
+}
+
+// A floating tensor (the four dtypes of LIDSPLIT_DISPATCH_FLOAT) that this build can run.
+inline void check_float(const TensorArg& a) {
+  a.check_dtype({DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64});
+  require_cuda_build(a);
 }
 
 }  // namespace lidsplit

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "lidsplit/gram.h"
 #include "lidsplit/reduce.h"
 
 namespace lidsplit::cpu {
@@ -15,7 +16,8 @@ struct GramParam {
 };
 
 // gram[i*n + j] = sum_p <v_i[p], v_j[p]> in float64, one streaming pass over the parameters (each element
-// read once), parallel over chunks with per-thread float64 partials. Writes the full symmetric n x n.
+// read once), in one parallel region whatever the number of parameters; deterministic (independent of
+// the thread count). Writes the full symmetric n x n.
 void gradient_gram(const GramParam* params, int64_t num_params, int64_t n, double* gram);
 
 // In place: gram -> cosine similarity (lidsplit::cosine_from_gram for every entry).

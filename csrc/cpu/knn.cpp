@@ -288,7 +288,9 @@ void knn_update(const std::vector<KnnPanel>& panels, int threads) {
     for (int64_t c = p.i1; c < s.b; c += cstep) tasks.push_back({static_cast<int32_t>(q), true, c, std::min(s.b, c + cstep)});
   }
   const int64_t nt = static_cast<int64_t>(tasks.size());
-#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(dynamic, 1) if (nt > 1)
+  int64_t pairs = 0;  // a small matrix (b = 128: 16k pairs, tens of microseconds) runs on this thread
+  for (const KnnPanel& p : panels) pairs += (p.i1 - p.i0) * (p.s->b - p.i0);
+#pragma omp parallel for num_threads(clamp_threads(threads)) schedule(dynamic, 1) if (nt > 1 && pairs >= kParallelWork)
   for (int64_t t = 0; t < nt; ++t) {
     const Task& task = tasks[t];
     if (task.column)

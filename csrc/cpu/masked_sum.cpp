@@ -3,6 +3,8 @@
 // each chunk is accumulated in a small stack buffer, so every input element is read once.
 #include "cpu/masked_sum.h"
 
+#include "lidsplit/dispatch.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -167,24 +169,16 @@ LIDSPLIT_CPU_CLONES void wgrad_impl(const void* const* xs, int64_t n, const void
 
 }  // namespace
 
-#define LIDSPLIT_CPU_DISPATCH(kind, FN, ...)                         \
-  switch (kind) {                                                    \
-    case FloatKind::kFloat32: FN<float>(__VA_ARGS__); break;         \
-    case FloatKind::kFloat16: FN<half_t>(__VA_ARGS__); break;        \
-    case FloatKind::kBFloat16: FN<bfloat16_t>(__VA_ARGS__); break;   \
-    case FloatKind::kFloat64: FN<double>(__VA_ARGS__); break;        \
-  }
-
 void masked_sum(FloatKind kind, const void* const* xs, int64_t n, const double* w, int64_t groups,
                 int64_t group_numel, void* out) {
   if (groups * group_numel == 0) return;
-  LIDSPLIT_CPU_DISPATCH(kind, masked_sum_impl, xs, n, w, groups, group_numel, out);
+  LIDSPLIT_DISPATCH_FLOAT(kind, T, masked_sum_impl<T>(xs, n, w, groups, group_numel, out));
 }
 
 void masked_sum_spread(FloatKind kind, const void* grad, int64_t n, const double* w, int64_t groups,
                        int64_t group_numel, void* const* outs) {
   if (groups * group_numel == 0 || n == 0) return;
-  LIDSPLIT_CPU_DISPATCH(kind, spread_impl, grad, n, w, groups, group_numel, outs);
+  LIDSPLIT_DISPATCH_FLOAT(kind, T, spread_impl<T>(grad, n, w, groups, group_numel, outs));
 }
 
 void masked_sum_wgrad(FloatKind kind, const void* const* xs, int64_t n, const void* grad, int64_t groups,
@@ -193,9 +187,7 @@ void masked_sum_wgrad(FloatKind kind, const void* const* xs, int64_t n, const vo
     std::fill(out, out + groups * n, 0.0);
     return;
   }
-  LIDSPLIT_CPU_DISPATCH(kind, wgrad_impl, xs, n, grad, groups, group_numel, out);
+  LIDSPLIT_DISPATCH_FLOAT(kind, T, wgrad_impl<T>(xs, n, grad, groups, group_numel, out));
 }
-
-#undef LIDSPLIT_CPU_DISPATCH
 
 }  // namespace lidsplit::cpu

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "lidsplit/dispatch.h"
 #include "lidsplit/superpose.h"
 
 namespace lidsplit::cpu {
@@ -191,28 +192,18 @@ void coeff_grad_impl(const void* grad_, const void* src_, const int64_t* shape, 
 
 }  // namespace
 
-#define LIDSPLIT_CPU_DISPATCH(kind, FN, ...)                       \
-  switch (kind) {                                                  \
-    case FloatKind::kFloat32: FN<float>(__VA_ARGS__); break;       \
-    case FloatKind::kFloat16: FN<half_t>(__VA_ARGS__); break;      \
-    case FloatKind::kBFloat16: FN<bfloat16_t>(__VA_ARGS__); break; \
-    case FloatKind::kFloat64: FN<double>(__VA_ARGS__); break;      \
-  }
-
 void superpose(FloatKind kind, const void* src, const int64_t* shape, int ndim, const double* coeffs, int64_t n,
                const int64_t* boxes, void* out) {
   int64_t numel = 1;
   for (int d = 0; d < ndim; ++d) numel *= shape[d];
   if (numel == 0) return;
-  LIDSPLIT_CPU_DISPATCH(kind, superpose_impl, src, shape, ndim, coeffs, n, boxes, out);
+  LIDSPLIT_DISPATCH_FLOAT(kind, T, superpose_impl<T>(src, shape, ndim, coeffs, n, boxes, out));
 }
 
 void superpose_coeff_grad(FloatKind kind, const void* grad, const void* src, const int64_t* shape, int ndim,
                           const int64_t* boxes, int64_t n, double* out) {
   if (n == 0) return;
-  LIDSPLIT_CPU_DISPATCH(kind, coeff_grad_impl, grad, src, shape, ndim, boxes, n, out);
+  LIDSPLIT_DISPATCH_FLOAT(kind, T, coeff_grad_impl<T>(grad, src, shape, ndim, boxes, n, out));
 }
-
-#undef LIDSPLIT_CPU_DISPATCH
 
 }  // namespace lidsplit::cpu

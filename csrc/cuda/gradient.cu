@@ -1,33 +1,46 @@
 // CUDA kernels of gradient_gram / gradient_cosine.
 //
-// For each parameter, one launch reads the n vectors' slices once (each thread walks a grid-stride
-// range, converting to float64 and accumulating all pair products in registers), reduces over the
-// block and adds the block's float64 partials to row blockIdx.x of a workspace (rows x pairs). The
-// launches of consecutive parameters are ordered by the stream, so the read-modify-write of a row is
-// race-free. A final single-block kernel sums the rows in a fixed order (deterministic) and writes the
-// symmetric gram, then, for the cosine, applies lidsplit::cosine_from_gram.
+// All parameters go into one work list: the host packs, for every parameter with a tensor present,
+// its dtype, size, first chunk and n pointers, and copies the table into the workspace (one small
+// host-to-device copy). A launch's blocks walk the chunks of kChunk elements of all parameters in a
+// grid-stride loop (a block finds a chunk's parameter by binary search), so a network's many tiny
+// tensors cost their elements, not a launch each. Each thread converts its elements to float64 and
+// accumulates the pair products in registers (lidsplit/gram.h); the block reduces and writes its
+// partials to row blockIdx.x of the workspace. A final single-block kernel sums the rows in a fixed
+// order (deterministic) and writes the symmetric gram, then, for the cosine, applies
+// lidsplit::cosine_from_gram.
 //
-// n <= 8: one launch per parameter covers the whole triangle. n > 8: the vectors are cut into tiles of
-// 8 and each pair of tiles (i <= j) gets its own launch, so each vector is read once per tile pair it is
-// in (about n/8 times) instead of once.
+// n <= 8: one launch covers the whole triangle. n > 8: the vectors are cut into tiles of 8 and each
+// pair of tiles (i <= j) gets its own launch over the whole work list, so each vector is read once per
+// tile pair it is in (about n/8 times) instead of once: registers hold at most 8 x 8 accumulators.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cuda/launch.h"
+#include "lidsplit/dispatch.h"
+#include "lidsplit/gram.h"
 #include "lidsplit/reduce.h"
 
 namespace lidsplit::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kGramBlocks = 512;  // workspace rows: the most blocks one launch uses
+constexpr int kPerThread = 4;                        // elements per thread and chunk
+constexpr int64_t kChunk = kThreads * kPerThread;    // elements of one parameter per block step
+constexpr int kGramBlocks = 512;                     // workspace rows: the most blocks a launch uses
 constexpr int kTile = 8;
 constexpr int64_t kMaxFinalizeN = 4096;  // the finalize kernel keeps the diagonal in shared memory
 
-struct TilePtrs {
-  const void* p[kTile];
+// One parameter of the work list (device side); its n pointers are ptrs[item * n .. item * n + n).
+struct Item {
+  int64_t numel;
+  int64_t first_chunk;
+  int32_t kind;  // FloatKind
+  int32_t pad;
 };
 
 template <class T>
@@ -35,54 +48,67 @@ __device__ __forceinline__ double load_or_zero(const void* p, int64_t e) {
   return p != nullptr ? Scalar<T>::to_double(static_cast<const T*>(p)[e]) : 0.0;
 }
 
-// DIAG: the triangle of R vectors (rows; nr of them real). Otherwise: the R x C rectangle of rows x cols.
+// The elements of chunk `base` of one parameter that this thread owns, added to acc: vectors
+// r0 + [0, nr) (DIAG: their triangle) or the rectangle of those rows by columns c0 + [0, nc).
 template <class T, int R, int C, bool DIAG>
+__device__ __forceinline__ void chunk_pairs(const void* const* p, int64_t numel, int64_t base, int r0, int c0, int nr,
+                                            int nc, double (&acc)[DIAG ? R * (R + 1) / 2 : R * C]) {
+#pragma unroll
+  for (int k = 0; k < kPerThread; ++k) {
+    const int64_t e = base + k * kThreads + threadIdx.x;
+    if (e >= numel) break;
+    double a[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) a[r] = r < nr ? load_or_zero<T>(p[r0 + r], e) : 0.0;
+    if constexpr (DIAG) {
+      accumulate_pairs<R>(a, acc);
+    } else {
+      double b[C];
+#pragma unroll
+      for (int c = 0; c < C; ++c) b[c] = c < nc ? load_or_zero<T>(p[c0 + c], e) : 0.0;
+      accumulate_rect<R, C>(a, b, acc);
+    }
+  }
+}
+
+template <int R, int C, bool DIAG>
 __global__ void __launch_bounds__(kThreads)
-    gram_kernel(TilePtrs rows, TilePtrs cols, int64_t numel, int64_t n, int r0, int c0, int nr, int nc, double* ws) {
+    gram_kernel(const Item* items, const void* const* ptrs, int64_t num_items, int64_t chunks, int64_t n, int r0,
+                int c0, int nr, int nc, double* ws) {
   constexpr int K = DIAG ? R * (R + 1) / 2 : R * C;
   __shared__ double smem[K * 32];
   double acc[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) acc[k] = 0.0;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; e < numel;
-       e += static_cast<int64_t>(gridDim.x) * kThreads) {
-    double a[R];
-#pragma unroll
-    for (int i = 0; i < R; ++i) a[i] = load_or_zero<T>(rows.p[i], e);
-    if constexpr (DIAG) {
-      accumulate_pairs<R>(a, R, acc);
-    } else {
-      double b[C];
-#pragma unroll
-      for (int j = 0; j < C; ++j) b[j] = load_or_zero<T>(cols.p[j], e);
-#pragma unroll
-      for (int i = 0; i < R; ++i)
-#pragma unroll
-        for (int j = 0; j < C; ++j) acc[i * C + j] += a[i] * b[j];
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+    int64_t lo = 0, hi = num_items - 1;  // the last item whose first chunk is <= c
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (items[mid].first_chunk <= c) lo = mid;
+      else hi = mid - 1;
     }
+    const Item it = items[lo];
+    const void* const* p = ptrs + lo * n;
+    const int64_t base = (c - it.first_chunk) * kChunk;
+    LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(it.kind), T,
+                            (chunk_pairs<T, R, C, DIAG>(p, it.numel, base, r0, c0, nr, nc, acc)));
   }
   const double r = block_reduce<K>(acc, smem);
   const int k = threadIdx.x;
   if (k >= K) return;
   int i, j;
   if constexpr (DIAG) {
-    int rem = k;
-    i = 0;
-    while (rem >= R - i) {
-      rem -= R - i;
-      ++i;
-    }
-    j = i + rem;
+    int64_t pi, pj;
+    pair_of(k, R, &pi, &pj);
+    i = static_cast<int>(pi);
+    j = static_cast<int>(pj);
     if (j >= nr) return;
-    j += r0;
   } else {
     i = k / C;
     j = k % C;
     if (i >= nr || j >= nc) return;
-    j += c0;
   }
-  i += r0;
-  ws[static_cast<int64_t>(blockIdx.x) * num_pairs(n) + pair_index(i, j, n)] += r;
+  ws[static_cast<int64_t>(blockIdx.x) * num_pairs(n) + pair_index(r0 + i, (DIAG ? r0 : c0) + j, n)] = r;
 }
 
 // out = gram (or cosine) from the first `rows_used` workspace rows.
@@ -90,12 +116,8 @@ __global__ void gram_finalize(const double* ws, int rows_used, int64_t n, bool c
   extern __shared__ double diag[];
   const int64_t pairs = num_pairs(n);
   for (int64_t k = threadIdx.x; k < pairs; k += blockDim.x) {
-    int64_t i = 0, rem = k;
-    while (rem >= n - i) {
-      rem -= n - i;
-      ++i;
-    }
-    const int64_t j = i + rem;
+    int64_t i, j;
+    pair_of(k, n, &i, &j);
     double s = 0.0;
     for (int b = 0; b < rows_used; ++b) s += ws[b * pairs + k];
     out[i * n + j] = s;
@@ -105,78 +127,54 @@ __global__ void gram_finalize(const double* ws, int rows_used, int64_t n, bool c
   __syncthreads();
   if (!cosine) return;
   for (int64_t k = threadIdx.x; k < pairs; k += blockDim.x) {
-    int64_t i = 0, rem = k;
-    while (rem >= n - i) {
-      rem -= n - i;
-      ++i;
-    }
-    const int64_t j = i + rem;
+    int64_t i, j;
+    pair_of(k, n, &i, &j);
     const double c = cosine_from_gram(out[i * n + j], diag[i], diag[j], i == j);
     out[i * n + j] = c;
     out[j * n + i] = c;
   }
 }
 
-template <class T, int R, int C, bool DIAG>
-void launch_tile(const TilePtrs& rows, const TilePtrs& cols, int64_t numel, int64_t n, int r0, int c0, int nr, int nc,
-                 int blocks, double* ws, cudaStream_t stream) {
-  gram_kernel<T, R, C, DIAG><<<blocks, kThreads, 0, stream>>>(rows, cols, numel, n, r0, c0, nr, nc, ws);
+struct Launch {
+  const Item* items;
+  const void* const* ptrs;
+  int64_t num_items, chunks, n;
+  int blocks;
+  double* ws;
+  cudaStream_t stream;
+};
+
+template <int R, int C, bool DIAG>
+void launch_tile(const Launch& L, int r0, int c0, int nr, int nc) {
+  gram_kernel<R, C, DIAG><<<L.blocks, kThreads, 0, L.stream>>>(L.items, L.ptrs, L.num_items, L.chunks, L.n, r0, c0,
+                                                                nr, nc, L.ws);
   check_launch("gradient_gram");
 }
 
-template <class T>
-void launch_diag(int r, const TilePtrs& rows, int64_t numel, int64_t n, int r0, int blocks, double* ws,
-                 cudaStream_t stream) {
-  const TilePtrs none{};
-  switch (r) {
-    case 1: launch_tile<T, 1, 1, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 2: launch_tile<T, 2, 2, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 3: launch_tile<T, 3, 3, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 4: launch_tile<T, 4, 4, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 5: launch_tile<T, 5, 5, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 6: launch_tile<T, 6, 6, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    case 7: launch_tile<T, 7, 7, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
-    default: launch_tile<T, 8, 8, true>(rows, none, numel, n, r0, r0, r, r, blocks, ws, stream); break;
+void launch_diag(const Launch& L, int r0, int nr) {
+  switch (nr) {
+    case 1: launch_tile<1, 1, true>(L, r0, r0, nr, nr); break;
+    case 2: launch_tile<2, 2, true>(L, r0, r0, nr, nr); break;
+    case 3: launch_tile<3, 3, true>(L, r0, r0, nr, nr); break;
+    case 4: launch_tile<4, 4, true>(L, r0, r0, nr, nr); break;
+    case 5: launch_tile<5, 5, true>(L, r0, r0, nr, nr); break;
+    case 6: launch_tile<6, 6, true>(L, r0, r0, nr, nr); break;
+    case 7: launch_tile<7, 7, true>(L, r0, r0, nr, nr); break;
+    default: launch_tile<8, 8, true>(L, r0, r0, nr, nr); break;
   }
 }
 
-// All launches of one parameter; returns the number of workspace rows they used.
-template <class T>
-int launch_param(const GramParamDev& prm, int64_t n, double* ws, cudaStream_t stream) {
-  const int blocks = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(kGramBlocks, (prm.numel + 2 * kThreads - 1) / (2 * kThreads))));
-  const int64_t tiles = (n + kTile - 1) / kTile;
-  auto tile_ptrs = [&](int64_t t, int& count) {
-    TilePtrs p{};
-    count = static_cast<int>(std::min<int64_t>(kTile, n - t * kTile));
-    for (int i = 0; i < count; ++i) p.p[i] = prm.ptrs[t * kTile + i];
-    return p;
-  };
-  auto missing = [](const TilePtrs& p, int count) {
-    for (int i = 0; i < count; ++i)
-      if (p.p[i] != nullptr) return false;
-    return true;
-  };
-  for (int64_t ti = 0; ti < tiles; ++ti) {
-    int nr = 0;
-    const TilePtrs rows = tile_ptrs(ti, nr);
-    if (missing(rows, nr)) continue;
-    const int r0 = static_cast<int>(ti * kTile);
-    launch_diag<T>(nr, rows, prm.numel, n, r0, blocks, ws, stream);
-    for (int64_t tj = ti + 1; tj < tiles; ++tj) {
-      int nc = 0;
-      const TilePtrs cols = tile_ptrs(tj, nc);
-      if (missing(cols, nc)) continue;
-      launch_tile<T, kTile, kTile, false>(rows, cols, prm.numel, n, r0, static_cast<int>(tj * kTile), nr, nc, blocks,
-                                          ws, stream);
-    }
-  }
-  return blocks;
+// Bytes of the work-list table for `items` parameters of n vectors, rounded up to whole doubles.
+int64_t table_doubles(int64_t n, int64_t items) {
+  const int64_t bytes = items * static_cast<int64_t>(sizeof(Item)) + items * n * static_cast<int64_t>(sizeof(void*));
+  return (bytes + 7) / 8;
 }
 
 }  // namespace
 
-int64_t gradient_gram_workspace(int64_t n) { return std::max<int64_t>(1, kGramBlocks * num_pairs(n)); }
+int64_t gradient_gram_workspace(int64_t n, int64_t num_params) {
+  return std::max<int64_t>(1, kGramBlocks * num_pairs(n) + table_doubles(n, num_params));
+}
 
 void gradient_gram(int device, const GramParamDev* params, int64_t num_params, int64_t n, bool cosine, double* ws,
                    double* out, std::uintptr_t stream) {
@@ -186,23 +184,46 @@ void gradient_gram(int device, const GramParamDev* params, int64_t num_params, i
                                 " gradient vectors, got " + std::to_string(n));
   DeviceScope scope(device);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  const int64_t pairs = num_pairs(n);
-  if (cudaMemsetAsync(ws, 0, sizeof(double) * kGramBlocks * pairs, s) != cudaSuccess) check_launch("memset");
-  int rows_used = 0;
+  // The work list: parameters with a tensor present and elements, end to end in chunks.
+  std::vector<Item> items;
+  std::vector<const void*> ptrs;
+  int64_t chunks = 0;
   for (int64_t p = 0; p < num_params; ++p) {
     const GramParamDev& prm = params[p];
-    if (prm.numel == 0) continue;
-    int used = 0;
-    switch (static_cast<FloatKind>(prm.kind)) {
-      case FloatKind::kFloat32: used = launch_param<float>(prm, n, ws, s); break;
-      case FloatKind::kFloat16: used = launch_param<half_t>(prm, n, ws, s); break;
-      case FloatKind::kBFloat16: used = launch_param<bfloat16_t>(prm, n, ws, s); break;
-      case FloatKind::kFloat64: used = launch_param<double>(prm, n, ws, s); break;
-      default: throw std::runtime_error("lidsplit: gradient_gram: unsupported dtype code");
-    }
-    rows_used = std::max(rows_used, used);
+    bool present = false;
+    for (int64_t i = 0; i < n; ++i) present = present || prm.ptrs[i] != nullptr;
+    if (!present || prm.numel == 0) continue;
+    items.push_back(Item{prm.numel, chunks, prm.kind, 0});
+    ptrs.insert(ptrs.end(), prm.ptrs, prm.ptrs + n);
+    chunks += (prm.numel + kChunk - 1) / kChunk;
   }
-  gram_finalize<<<1, kThreads, sizeof(double) * n, s>>>(ws, rows_used, n, cosine, out);
+  const int64_t num_items = static_cast<int64_t>(items.size());
+  const int64_t pairs = num_pairs(n);
+  int blocks = 0;
+  if (num_items > 0) {
+    // Table after the partial rows: the Items (8-byte aligned), then the pointers. The source is pageable
+    // host memory, which cudaMemcpyAsync has staged by the time it returns, so the vectors may go.
+    char* table = reinterpret_cast<char*>(ws + kGramBlocks * pairs);
+    const size_t item_bytes = items.size() * sizeof(Item);
+    if (cudaMemcpyAsync(table, items.data(), item_bytes, cudaMemcpyHostToDevice, s) != cudaSuccess ||
+        cudaMemcpyAsync(table + item_bytes, ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice, s) !=
+            cudaSuccess)
+      check_launch("gradient_gram (work list copy)");
+    blocks = static_cast<int>(std::min<int64_t>(kGramBlocks, chunks));
+    const Launch L{reinterpret_cast<const Item*>(table), reinterpret_cast<const void* const*>(table + item_bytes),
+                   num_items, chunks, n, blocks, ws, s};
+    const int64_t tiles = (n + kTile - 1) / kTile;
+    for (int64_t ti = 0; ti < tiles; ++ti) {
+      const int r0 = static_cast<int>(ti * kTile);
+      const int nr = static_cast<int>(std::min<int64_t>(kTile, n - r0));
+      launch_diag(L, r0, nr);
+      for (int64_t tj = ti + 1; tj < tiles; ++tj) {
+        const int c0 = static_cast<int>(tj * kTile);
+        launch_tile<kTile, kTile, false>(L, r0, c0, nr, static_cast<int>(std::min<int64_t>(kTile, n - c0)));
+      }
+    }
+  }
+  gram_finalize<<<1, kThreads, sizeof(double) * n, s>>>(ws, blocks, n, cosine, out);
   check_launch("gradient_gram_finalize");
 }
 

@@ -39,10 +39,11 @@ struct GramParamDev {
   const void* const* ptrs;  // host array of n device pointers
 };
 // out (n x n float64, device) = gram of the n vectors, or their cosine matrix when `cosine`
-// (lidsplit::cosine_from_gram); ws: gradient_gram_workspace(n) doubles of device scratch.
+// (lidsplit::cosine_from_gram); ws: gradient_gram_workspace(n, num_params) doubles of device scratch
+// (partials and the work list). One launch per tile pair of 8 vectors covers all parameters.
 void gradient_gram(int device, const GramParamDev* params, int64_t num_params, int64_t n, bool cosine, double* ws,
                    double* out, std::uintptr_t stream);
-int64_t gradient_gram_workspace(int64_t n);
+int64_t gradient_gram_workspace(int64_t n, int64_t num_params);
 
 }  // namespace lidsplit::cuda
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "cuda/launch.h"
+#include "lidsplit/dispatch.h"
 #include "lidsplit/reduce.h"
 
 namespace lidsplit::cuda {
@@ -199,15 +200,6 @@ void launch_wgrad(const void* const* xs, int64_t n, const void* grad, int64_t gr
   check_launch("masked_sum_wgrad_finalize");
 }
 
-#define LIDSPLIT_CUDA_DISPATCH(kind, FN, ...)                              \
-  switch (static_cast<FloatKind>(kind)) {                                  \
-    case FloatKind::kFloat32: FN<float>(__VA_ARGS__); break;               \
-    case FloatKind::kFloat16: FN<half_t>(__VA_ARGS__); break;              \
-    case FloatKind::kBFloat16: FN<bfloat16_t>(__VA_ARGS__); break;         \
-    case FloatKind::kFloat64: FN<double>(__VA_ARGS__); break;              \
-    default: throw std::runtime_error("lidsplit: masked_sum: unsupported dtype code"); \
-  }
-
 }  // namespace
 
 void masked_sum(int device, int kind, const void* const* xs, int64_t n, const void* w, int w_kind, int64_t groups,
@@ -215,7 +207,7 @@ void masked_sum(int device, int kind, const void* const* xs, int64_t n, const vo
   if (groups * group_numel == 0) return;
   DeviceScope scope(device);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  LIDSPLIT_CUDA_DISPATCH(kind, launch_masked_sum, xs, n, w, static_cast<FloatKind>(w_kind), groups, group_numel, out, s);
+  LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(kind), T, launch_masked_sum<T>(xs, n, w, static_cast<FloatKind>(w_kind), groups, group_numel, out, s));
 }
 
 void masked_sum_spread(int device, int kind, const void* grad, int64_t n, const void* w, int w_kind,
@@ -223,8 +215,7 @@ void masked_sum_spread(int device, int kind, const void* grad, int64_t n, const 
   if (groups * group_numel == 0 || n == 0) return;
   DeviceScope scope(device);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  LIDSPLIT_CUDA_DISPATCH(kind, launch_spread, grad, n, w, static_cast<FloatKind>(w_kind), groups, group_numel, outs,
-                         s);
+  LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(kind), T, launch_spread<T>(grad, n, w, static_cast<FloatKind>(w_kind), groups, group_numel, outs, s));
 }
 
 int64_t masked_sum_wgrad_workspace(int64_t groups, int64_t n) { return std::max<int64_t>(1, groups * kWgradBlocks * n); }
@@ -238,9 +229,7 @@ void masked_sum_wgrad(int device, int kind, const void* const* xs, int64_t n, co
     if (cudaMemsetAsync(out, 0, sizeof(double) * groups * n, s) != cudaSuccess) check_launch("memset");
     return;
   }
-  LIDSPLIT_CUDA_DISPATCH(kind, launch_wgrad, xs, n, grad, groups, group_numel, ws, out, s);
+  LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(kind), T, launch_wgrad<T>(xs, n, grad, groups, group_numel, ws, out, s));
 }
-
-#undef LIDSPLIT_CUDA_DISPATCH
 
 }  // namespace lidsplit::cuda

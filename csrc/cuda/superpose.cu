@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cuda/launch.h"
+#include "lidsplit/dispatch.h"
 #include "lidsplit/reduce.h"
 #include "lidsplit/superpose.h"
 
@@ -110,23 +111,13 @@ void launch_coeff_grad(const void* grad, const void* src, const int64_t* shape, 
   check_launch("superpose_coeff_grad_finalize");
 }
 
-#define LIDSPLIT_CUDA_DISPATCH(kind, FN, ...)                                              \
-  switch (static_cast<FloatKind>(kind)) {                                                  \
-    case FloatKind::kFloat32: FN<float>(__VA_ARGS__); break;                               \
-    case FloatKind::kFloat16: FN<half_t>(__VA_ARGS__); break;                              \
-    case FloatKind::kBFloat16: FN<bfloat16_t>(__VA_ARGS__); break;                         \
-    case FloatKind::kFloat64: FN<double>(__VA_ARGS__); break;                              \
-    default: throw std::runtime_error("lidsplit: superpose: unsupported dtype code");      \
-  }
-
 }  // namespace
 
 void superpose(int device, int kind, const void* src, const int64_t* shape, int ndim, const void* coeffs,
                int coeff_kind, int64_t n, const int64_t* boxes, void* out, std::uintptr_t stream) {
   DeviceScope scope(device);
   const auto st = reinterpret_cast<cudaStream_t>(stream);
-  LIDSPLIT_CUDA_DISPATCH(kind, launch_superpose, src, shape, ndim, coeffs, static_cast<FloatKind>(coeff_kind), n,
-                         boxes, out, st);
+  LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(kind), T, launch_superpose<T>(src, shape, ndim, coeffs, static_cast<FloatKind>(coeff_kind), n, boxes, out, st));
 }
 
 int64_t superpose_coeff_grad_workspace(int64_t n) { return std::max<int64_t>(1, n * kGradBlocks); }
@@ -136,9 +127,7 @@ void superpose_coeff_grad(int device, int kind, const void* grad, const void* sr
   if (n == 0) return;
   DeviceScope scope(device);
   const auto st = reinterpret_cast<cudaStream_t>(stream);
-  LIDSPLIT_CUDA_DISPATCH(kind, launch_coeff_grad, grad, src, shape, ndim, boxes, n, ws, out, st);
+  LIDSPLIT_DISPATCH_FLOAT(static_cast<FloatKind>(kind), T, launch_coeff_grad<T>(grad, src, shape, ndim, boxes, n, ws, out, st));
 }
-
-#undef LIDSPLIT_CUDA_DISPATCH
 
 }  // namespace lidsplit::cuda

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import lidsplit
 from lidsplit import _C
 from lidsplit.ops import gradient_cosine, gradient_gram, reference
 from lidsplit.ops._dlpack import capsule
+from op_table import DTYPES as OP_DTYPES
+from op_table import FIXTURE_OK
 
-DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def dev(device: str) -> str:
-    if device == "cuda" and not lidsplit.cuda_info()["usable"]:
-        pytest.skip(f"lidsplit CUDA kernels unusable: {lidsplit.cuda_info()['reason']}")
-    return device
-
+DTYPES = OP_DTYPES["gradient"]
 
 def assert_gram_close(got: torch.Tensor, want: torch.Tensor) -> None:
     """Both accumulate exact products in float64: agreement to ~1e-12 of the norms."""
@@ -65,7 +58,7 @@ def make_grads(n, shapes, dtypes, missing, zero_vector, seed, device):
     return grads
 
 
-@fixture_ok
+@FIXTURE_OK
 @given(case=cases())
 def test_matches_concatenation(dev, case):
     grads = make_grads(*case, dev)
@@ -199,3 +192,26 @@ def test_device_mismatch():
     a = torch.randn(3)
     with pytest.raises(ValueError, match=r"'grads\[1\]\[0\]'.*device"):
         gradient_cosine([[a], [a.cuda()]])
+
+
+def test_many_tiny_parameters_share_chunks():
+    """Hundreds of tensors of a few elements, some missing or empty, between large ones: the CPU kernel lays
+    them end to end in shared chunks (gaps filled with zeros) and must still match the reference."""
+    gen = torch.Generator().manual_seed(11)
+    n, sizes = 7, [int(s) for s in torch.randint(0, 9, (400,), generator=gen)] + [3000, 1, 5000]
+    grads = [[None if (i + p) % 5 == 0 else torch.randn(s, generator=gen) for p, s in enumerate(sizes)] for i in range(n)]
+    assert_gram_close(gradient_gram(grads), reference.gradient_gram(grads))
+
+
+def test_result_does_not_depend_on_the_thread_count():
+    gen = torch.Generator().manual_seed(12)
+    grads = [[torch.randn(70000, generator=gen), torch.randn(33, generator=gen)] for _ in range(4)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gradient_gram(grads)
+        torch.set_num_threads(2)
+        two = gradient_gram(grads)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)

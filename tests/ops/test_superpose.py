@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import lidsplit
 from lidsplit import _C
 from lidsplit.ops import reference, superpose, superpose_coeff_grad
 from lidsplit.ops._dlpack import capsule
+from op_table import DTYPES as OP_DTYPES
+from op_table import FIXTURE_OK
 
-DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def dev(device: str) -> str:
-    if device == "cuda" and not lidsplit.cuda_info()["usable"]:
-        pytest.skip(f"lidsplit CUDA kernels unusable: {lidsplit.cuda_info()['reason']}")
-    return device
-
+DTYPES = OP_DTYPES["superpose"]
 
 def random_boxes(shape, n, gen) -> torch.Tensor:
     if n == 0:
@@ -42,7 +35,7 @@ def cases(draw):
     return shape, n, dtype, c_dtype, seed
 
 
-@fixture_ok
+@FIXTURE_OK
 @given(case=cases())
 def test_matches_reference_exactly(dev, case):
     """Same accumulation dtype and box order as the reference: bit-identical, every dtype."""
@@ -57,7 +50,7 @@ def test_matches_reference_exactly(dev, case):
     assert torch.equal(out.cpu(), ref)
 
 
-@fixture_ok
+@FIXTURE_OK
 @given(case=cases())
 def test_equals_sum_of_padded_slices(dev, case):
     shape, n, _, _, seed = case
@@ -233,3 +226,12 @@ def test_cuda_boxes_are_clamped():
     boxes = torch.tensor([[[-3, 9], [1, 2]], [[3, 1], [0, 3]]], device="cuda")
     c = torch.tensor([2.0, 5.0], device="cuda")
     assert torch.equal(superpose(w, c, boxes).cpu(), reference.superpose(w.cpu(), c.cpu(), boxes.cpu()))
+
+
+def test_meta_tensors_are_named():
+    """Not DLPack's BufferError: lidsplit's own message naming the argument."""
+    boxes = torch.tensor([[[0, 2], [0, 2]]])
+    with pytest.raises(ValueError, match="'weight'.*CPU or CUDA"):
+        superpose(torch.randn(4, 5, device="meta"), torch.ones(1, device="meta"), boxes.to("meta"))
+    with pytest.raises(ValueError, match="'coeffs'"):
+        superpose(torch.randn(4, 5), torch.ones(1, device="meta"), boxes)

@@ -102,7 +102,8 @@ LIDSPLIT_HD bool knn_consider(float* dist, I* idx, int k, float d_approx, int64_
 
 // LID of one row from its sorted squared neighbour distances d2[0..k).
 //  mle / levina_bickel: the list holds the k nearest neighbours at positive distance; the row is
-//    invalid (returns 0, *valid = false) if the list is not full or all k distances are equal.
+//    invalid (returns NaN, *valid = false) if the list is not full or all k distances are equal: NaN so
+//    that a plain mean over per-row values is loudly NaN, never silently wrong.
 //    mle = -k / sum_j log(r_j / r_k); levina_bickel = -(k-1) / sum_j log(r_j / r_k) (r = sqrt(d2)).
 //  official: the k nearest other rows, zeros included (NAS-LID code):
 //    -k / (sum_j log(r_j / (r_k + 1e-6)) + 1e-6); a zero distance gives log 0 = -inf and LID 0.
@@ -117,7 +118,7 @@ LIDSPLIT_HD float lid_from_sorted(const float* d2, int k, int estimator, bool* v
   const float last = d2[k - 1];
   if (!(last < INFINITY) || !(d2[0] > 0.0f)) {
     *valid = false;
-    return 0.0f;
+    return NAN;
   }
   // log of each ratio in float32 (the ratio is exact to 6e-8 and logf is accurate near 1, so no
   // cancellation), summed in float64: 2-4x faster than double logs, same result to ~1e-7.
@@ -125,7 +126,7 @@ LIDSPLIT_HD float lid_from_sorted(const float* d2, int k, int estimator, bool* v
   for (int j = 0; j < k; ++j) s += 0.5 * static_cast<double>(logf(d2[j] / last));
   if (!(s < 0.0)) {
     *valid = false;
-    return 0.0f;
+    return NAN;
   }
   const double num = estimator == kLidLevinaBickel ? static_cast<double>(k - 1) : static_cast<double>(k);
   *valid = true;

@@ -1,6 +1,6 @@
-// Per-element logic shared by the CPU (.cpp) and CUDA (.cu) kernels of the masked_sum and gradient
-// ops: storage types and their conversions to the accumulation type, the accumulation of pair
-// products, and the final cosine from a gram matrix. No pybind11, no Python; CUDA headers only when
+// Per-element logic shared by the CPU (.cpp) and CUDA (.cu) kernels: storage types and their
+// conversions to the accumulation type, weights, and short dot products (the gradient gram's pair
+// products and cosine are in lidsplit/gram.h, the dtype dispatch in lidsplit/dispatch.h). No pybind11, no Python; CUDA headers only when
 // compiled by nvcc (device-side fp16 conversions use the hardware instructions there).
 #pragma once
 #include <cstdint>
@@ -163,30 +163,12 @@ LIDSPLIT_HD A load_weight(const void* w, FloatKind kind, int64_t i) {
   }
 }
 
-// ---- pair products (gradient gram) --------------------------------------------------------------
+// ---- dot products -------------------------------------------------------------------------------
 
-// Number of unordered pairs i <= j of n vectors, and the row-major index of (i, j), i <= j, in the
-// packed upper triangle.
-LIDSPLIT_HD int64_t num_pairs(int64_t n) { return n * (n + 1) / 2; }
-LIDSPLIT_HD int64_t pair_index(int64_t i, int64_t j, int64_t n) { return i * n - i * (i - 1) / 2 + (j - i); }
-
-// Dot products accumulate in kDotLanes independent float64 lanes (element e goes to lane e % kDotLanes),
-// summed pairwise at the end: enough independent chains to hide the add latency, vectorizable at any
-// width, and the same order (hence the same result) whatever width the compiler picks. Products of
-// float32, float16 and bfloat16 values are exact in float64.
+// Dot products accumulate in kDotLanes independent lanes (element e goes to lane e % kDotLanes), summed
+// pairwise at the end: enough independent chains to hide the add latency, vectorizable at any width,
+// and the same order (hence the same result) whatever width the compiler picks.
 constexpr int kDotLanes = 16;
-
-template <class T>
-LIDSPLIT_HD double dot_as_double(const T* a, const T* b, int64_t len) {
-  double s[kDotLanes] = {};
-  int64_t e = 0;
-  for (; e + kDotLanes <= len; e += kDotLanes)
-    for (int k = 0; k < kDotLanes; ++k) s[k] += Scalar<T>::to_double(a[e + k]) * Scalar<T>::to_double(b[e + k]);
-  for (int k = 0; e + k < len; ++k) s[k] += Scalar<T>::to_double(a[e + k]) * Scalar<T>::to_double(b[e + k]);
-  for (int w = kDotLanes / 2; w > 0; w /= 2)
-    for (int k = 0; k < w; ++k) s[k] += s[k + w];
-  return s[0];
-}
 
 // Dot product in the accumulation type of T (float32 for 32/16-bit types: twice the vector width of
 // float64), kDotLanes lanes, returned as double. For short vectors (a chunk of a few hundred to a
@@ -202,41 +184,6 @@ LIDSPLIT_HD double dot_acc(const T* a, const T* b, int64_t len) {
   for (int w = kDotLanes / 2; w > 0; w /= 2)
     for (int k = 0; k < w; ++k) s[k] += s[k + w];
   return static_cast<double>(s[0]);
-}
-
-// The dot product of a pair of float64 vectors: the gram's pair accumulation on the CPU.
-LIDSPLIT_HD double pair_dot(const double* a, const double* b, int64_t len) { return dot_as_double(a, b, len); }
-
-// One element of n vectors (v[0..n)) added to the packed upper triangle of their pair products:
-// acc[pair_index(i, j, n)] += v[i] * v[j]. With N > 0 the loops have compile-time bounds (n == N), so
-// the CUDA kernel keeps acc in registers.
-template <int N>
-LIDSPLIT_HD void accumulate_pairs(const double* v, int n, double* acc) {
-  const int m = N > 0 ? N : n;
-  int k = 0;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-  for (int i = 0; i < (N > 0 ? N : m); ++i) {
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-    for (int j = i; j < (N > 0 ? N : m); ++j) acc[k++] += v[i] * v[j];
-  }
-}
-
-// The cosine of vectors i and j from their gram entries. A zero vector (gram diagonal exactly 0) has
-// cosine 0 with every vector, itself included; any other vector has cosine exactly 1 with itself.
-// Off-diagonal values are clamped to [-1, 1] against rounding. Never NaN for finite inputs.
-LIDSPLIT_HD double cosine_from_gram(double gij, double gii, double gjj, bool diagonal) {
-  if (!(gii > 0.0) || !(gjj > 0.0)) return (gii != gii || gjj != gjj || gij != gij) ? gij + gii + gjj : 0.0;
-  if (diagonal) return 1.0;
-  // sqrt(gii * gjj) is exact for perfect squares (cosine exactly +-1 for parallel vectors); fall back
-  // to the product of roots where the product would overflow or lose precision as a subnormal.
-  const double p = gii * gjj;
-  const double denom = (p >= 2.2250738585072014e-308 && p <= 1.7976931348623157e308) ? sqrt(p) : sqrt(gii) * sqrt(gjj);
-  const double c = gij / denom;
-  return c > 1.0 ? 1.0 : (c < -1.0 ? -1.0 : c);
 }
 
 #if defined(__CUDACC__)

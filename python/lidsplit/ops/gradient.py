@@ -29,8 +29,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of
-from lidsplit.ops.masked_sum import plain_eager
+from lidsplit.ops._dlpack import capsule, check_tensor, describe, plain_eager, stream_of, to_dlpack
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -94,14 +93,20 @@ def _check(grads: list[Tensor | None], n: int) -> torch.device:
 
 
 def _run(grads: list[Tensor | None], n: int, cosine: bool) -> Tensor:
-    device = _check(grads, n)
-    out = torch.empty((n, n), dtype=torch.float64, device=device)
-    ws = None
-    if device.type == "cuda":
-        ws = capsule(torch.empty(_C.gradient_gram_workspace(n), dtype=torch.float64, device=device))
-    # empty tensors contribute nothing (and may carry any strides): pass them as missing
-    caps = [None if t is None or t.numel() == 0 else capsule(t) for t in grads]
-    _C.gradient_gram(caps, n, capsule(out), ws, cosine, stream_of(out))
+    # The C++ side checks every tensor; the Python checks run only to name a failure (they cost a few
+    # microseconds per tensor, as much as the kernel itself on a network's many tiny parameters).
+    present = [t for t in grads if t is not None]
+    device = present[0].device if present and isinstance(present[0], Tensor) else torch.device("cpu")
+    try:
+        out = torch.empty((n, n), dtype=torch.float64, device=device)
+        ws = None
+        if device.type == "cuda":
+            ws = capsule(torch.empty(_C.gradient_gram_workspace(n, len(grads) // n), dtype=torch.float64, device=device))
+        caps = [None if t is None else to_dlpack(t) for t in grads]
+        _C.gradient_gram(caps, n, capsule(out), ws, cosine, stream_of(out))
+    except (ValueError, TypeError, RuntimeError, BufferError, AttributeError):
+        _check(grads, n)
+        raise
     return out
 
 

@@ -20,8 +20,13 @@ Estimators (r_j: Euclidean distance to the j-th neighbour, j = 1..k):
   scikit-dimension's ``skdim.id.MLE().fit(X, n_neighbors=k, comb="mean")``.
 - ``"official"``: the authors' NAS-LID code, for comparing numbers with it: the k nearest other rows,
   zero distances included, ``LID = -k / (sum_j log(r_j / (r_k + 1e-6)) + 1e-6)``, mean over *all*
-  rows. (Their code sorts each row of the full distance matrix and drops sorted position 0 as
-  "self"; as self is at distance 0, the neighbour distances are the same as here.) Its known defects
+  rows. (Their code sorts each row of a float32 ``torch.cdist`` distance matrix and drops sorted
+  position 0 as "self". The formula and the neighbour rule are theirs, but not their rounding:
+  ``torch.cdist`` computes distances by the same |xi|^2 + |xj|^2 - 2<xi, xj> expansion in float32
+  without lidsplit's exact recomputation near zero, so a duplicate row can sit at a small positive
+  distance there (and self need not be at sorted position 0), and ties between equidistant rows can
+  break differently; expect equal values on rows with distinct, well-separated neighbours and
+  different ones on duplicate and equidistant rows.) Its known defects
   are kept on purpose: a row with a duplicate gets LID 0, equidistant neighbours make it explode
   (about 1e5 and more), and the 1e-6 terms make it scale-dependent.
 
@@ -30,9 +35,9 @@ are equal (lidsplit computes near-zero distances exactly, so this holds despite 
 Equal rows are not neighbours of each other: the estimate of a row uses its k nearest neighbours at
 positive distance. A row is *invalid* (no estimate) when it has fewer than k rows at positive
 distance, or when its k neighbours are all at the same distance (the sum of logs is 0, the estimate
-infinite). Invalid rows are left out of the mean; ``lid_mle(..., reduction="none")`` gives them the
-value 0, which no valid row can have (a valid estimate is > 0), and ``return_valid=True`` also
-returns the boolean mask of valid rows. When no row of a matrix is valid, the mean is undefined and
+infinite). Invalid rows are left out of the mean; ``lid_mle(..., reduction="none")`` gives them NaN
+(so ``torch.nanmean`` of the rows equals the mean, and a plain ``mean`` is loudly NaN, never silently
+low), and ``return_valid=True`` also returns the boolean mask of valid rows. When no row of a matrix is valid, the mean is undefined and
 ``lid_mle``/``lid_profile`` raise ValueError. (``torch.ops.lidsplit.lid_mle`` always returns the pair
 ``(lid, valid)``.) With ``"official"`` every row is valid.
 
@@ -61,7 +66,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import FLOATS, capsule, check_tensor, describe, stream_of
+from lidsplit.ops._dlpack import FLOATS, capsule, check_tensor, describe, plain_eager, stream_of
 
 __all__ = ["knn", "lid_mle", "lid_profile", "ESTIMATORS"]
 
@@ -387,25 +392,7 @@ def _lid_profile_fake(features: list[Tensor], num_profiles: int, k: int, estimat
     return features[0].new_empty((num_profiles, length), dtype=torch.float32)
 
 
-# ---- public API ------------------------------------------------------------------------------------
-# The dispatcher route of a Python custom op costs tens of microseconds per call, a sizeable part of a
-# small lid_mle. In plain eager mode the public functions call the same implementation directly;
-# anything that needs the registered op (torch.compile, FX/export tracing, fake or subclass tensors,
-# torch.func transforms, dispatch or function modes) takes the torch.ops route.
-
-_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
-# Private torch hooks; if a torch version lacks one, always take the registered op (the safe route).
-_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
-_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
-_function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", lambda: True)
-
-
-def _plain_eager(tensors: Sequence[object]) -> bool:
-    for t in tensors:
-        if type(t) not in _PLAIN_TENSORS:
-            return False
-    return not (torch.compiler.is_compiling() or _transforms_active() or _dispatch_modes() or _function_modes())
-
+# ---- public API: the eager fast path (lidsplit.ops._dlpack.plain_eager) or the registered op -------
 
 
 def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -415,7 +402,7 @@ def knn(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     distances ascending, ties by lower index; the row itself is excluded by index; rows equal to it
     come first, at distance 0. Needs ``b > k``. See the module docstring for numerics and memory.
     """
-    if _plain_eager((x,)):
+    if plain_eager((x,)):
         return _knn_impl(x, k)
     return torch.ops.lidsplit.knn(x, k)
 
@@ -426,13 +413,14 @@ def lid_mle(
     """Local intrinsic dimension of every row of ``x`` ``(b, m)`` or ``(B, b, m)``, from its k neighbours.
 
     ``reduction="mean"`` returns the mean over the valid rows, shape ``()`` or ``(B,)``;
-    ``reduction="none"`` the per-row estimates ``(b,)`` or ``(B, b)``, with 0 for invalid rows.
+    ``reduction="none"`` the per-row estimates ``(b,)`` or ``(B, b)``, NaN for invalid rows (average
+    them with ``torch.nanmean`` or the mask of ``return_valid=True``, not a plain mean).
     ``estimator``: ``"mle"`` (NAS-LID eq. 2), ``"levina_bickel"`` (k - 1 numerator) or ``"official"``
     (the NAS-LID code's formula and neighbour rule). With ``return_valid=True`` also returns the bool
     mask of valid rows, ``(b,)`` or ``(B, b)``. Raises ValueError when ``b <= k`` or, for the mean, when
     no row of a matrix has an estimate. Duplicate rule and numerics: see the module docstring.
     """
-    if _plain_eager((x,)):
+    if plain_eager((x,)):
         lid, valid = _lid_mle_impl(x, k, reduction, estimator)
     else:
         lid, valid = torch.ops.lidsplit.lid_mle(x, k, reduction, estimator)
@@ -464,7 +452,7 @@ def lid_profile(
             if f.dim() < 2:
                 raise ValueError(f"lidsplit: argument '{name}' ({describe(f)}): expected (b, ...) with at least 2 dimensions")
             flat.append(f if f.dim() == 2 else f.view(f.shape[0], -1))
-    if _plain_eager(flat):
+    if plain_eager(flat):
         out = _lid_profile_impl(flat, len(groups), k, estimator)
     else:
         out = torch.ops.lidsplit.lid_profile(flat, len(groups), k, estimator)

@@ -11,10 +11,14 @@ inputs' dtype. Registered as ``torch.ops.lidsplit.masked_sum`` (schema ``(Tensor
 -> Tensor``) with a fake kernel (torch.compile) and first-order autograd:
 
 - ``d/dxs[j] = weights[..., j] * grad`` per group, computed for all j in one pass over ``grad`` by
-  ``torch.ops.lidsplit.masked_sum_grad_inputs``. An input whose weight is 0 gets a materialized zero
-  gradient (written without reading ``grad``): deciding to return no gradient instead would need the
-  weights' values on the host, i.e. a device synchronisation on CUDA and a data-dependent graph under
-  torch.compile.
+  ``torch.ops.lidsplit.masked_sum_grad_inputs``. An input whose weights are all 0 costs nothing in the
+  eager CPU backward: it gets no gradient (``None``, so ``x.grad`` stays ``None`` for a leaf and the
+  branch that computed a non-leaf input is not back-propagated at all). On CUDA, and through the
+  registered op (torch.compile, tracing, torch.func), it gets a materialized zero gradient instead
+  (written without reading ``grad``): deciding to return ``None`` there would need the weights'
+  values on the host, i.e. a device synchronisation on CUDA and a data-dependent graph under
+  torch.compile. (An optimizer skips a parameter whose ``.grad`` is ``None``: no weight decay or
+  momentum step for a masked-out op's parameters on the CPU, as for an op that was not run.)
 - ``d/dweights[..., j] = <xs[j], grad>`` per group, for zero weights too (this reads every input), in one
   pass over the n inputs and ``grad`` by ``torch.ops.lidsplit.masked_sum_grad_weights``: float64
   accumulation (on the CPU, float32 within chunks of 1024 elements for 32/16-bit inputs, float64 across
@@ -34,7 +38,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of
+from lidsplit.ops._dlpack import capsule, check_tensor, describe, plain_eager, stream_of
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -95,7 +99,7 @@ def _forward(xs: list[Tensor], weights: Tensor) -> Tensor:
         return out
     try:
         _C.masked_sum([capsule(x) for x in xs], capsule(weights), capsule(out), stream_of(out))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, len(_check_list("xs", xs)), x0)
         raise
     return out
@@ -107,7 +111,7 @@ def _grad_inputs_impl(grad: Tensor, weights: Tensor, n: int) -> list[Tensor]:
         return outs
     try:
         _C.masked_sum_spread(capsule(grad), capsule(weights), [capsule(o) for o in outs], stream_of(grad))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, n, check_tensor("grad", grad, dtypes=DTYPES), "grad")
         raise
     return outs
@@ -123,7 +127,7 @@ def _grad_weights_impl(xs: list[Tensor], grad: Tensor, weights: Tensor) -> Tenso
         ws = capsule(torch.empty(_C.masked_sum_wgrad_workspace(groups, len(xs)), dtype=torch.float64, device=grad.device))
     try:
         _C.masked_sum_wgrad([capsule(x) for x in xs], capsule(grad), capsule(weights), capsule(out), ws, stream_of(grad))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check_weights(weights, len(_check_list("xs", xs, like=grad)), grad, "grad")
         raise
     return out.to(weights.dtype)
@@ -189,30 +193,7 @@ def _backward(ctx, grad: Tensor):
 _masked_sum.register_autograd(_backward, setup_context=_setup_context)
 
 
-# ---- eager fast path -----------------------------------------------------------------------------
-# The dispatcher route of a custom op with a list input costs tens of microseconds per call (more with
-# autograd), as much as the whole sum of a few small tensors. In plain eager mode the public function
-# therefore calls the same kernels through a torch.autograd.Function. Anything that needs the
-# registered op (torch.compile, FX/export tracing, fake or subclass tensors, torch.func transforms,
-# dispatch or function modes) takes the torch.ops route; both compute the same thing with the same
-# kernels and backward formula.
-
-_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
-# Private torch hooks; if a torch version lacks one, always take the registered op (the safe route).
-_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
-_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 1)
-_function_modes = getattr(torch._C, "_is_torch_function_mode_enabled", lambda: True)
-
-
-def plain_eager(tensors) -> bool:
-    """True when the registered op may be bypassed: plain tensors, no compile/trace, transform or mode.
-
-    (The first dispatcher call of a Python custom op also imports torch._dynamo, seconds of start-up.)
-    """
-    for t in tensors:
-        if t is not None and type(t) not in _PLAIN_TENSORS:
-            return False
-    return not (torch.compiler.is_compiling() or _transforms_active() or _dispatch_modes() or _function_modes())
+# ---- eager fast path (lidsplit.ops._dlpack.plain_eager) ---------------------------------------------
 
 
 class _MaskedSumFunction(torch.autograd.Function):
@@ -228,7 +209,18 @@ class _MaskedSumFunction(torch.autograd.Function):
         weights, *xs = ctx.saved_tensors
         need_w, *need_xs = ctx.needs_input_grad
         grad = grad.contiguous()
-        gxs = _grad_inputs_impl(grad, weights, ctx.n) if any(need_xs) else [None] * ctx.n
+        gxs: list[Tensor | None] = [None] * ctx.n
+        if any(need_xs) and weights.is_cuda:  # which weights are 0 is known only on the device
+            gxs = list(_grad_inputs_impl(grad, weights, ctx.n))
+        elif any(need_xs):
+            # An input whose weights are all 0 gets no gradient (None: nothing allocated, written or
+            # propagated into the branch that computed it); the others in one pass over grad.
+            rows = weights.reshape(-1, ctx.n)
+            live = [j for j, nz in enumerate(rows.ne(0).any(0).tolist()) if nz and need_xs[j]]
+            if live:
+                w_live = rows[:, live].reshape(*weights.shape[:-1], len(live))
+                for j, g in zip(live, _grad_inputs_impl(grad, w_live, len(live))):
+                    gxs[j] = g
         gw = _grad_weights_impl(xs, grad, weights) if need_w else None
         return (gw, *gxs)
 
@@ -249,6 +241,7 @@ def masked_sum(xs: Sequence[Tensor], weights: Tensor) -> Tensor:
     xs = list(xs)
     if not xs or not all(isinstance(x, Tensor) for x in xs):
         _check_list("xs", xs)  # raises, naming the offending entry
+    check_tensor("weights", weights)  # a list of floats is not weights: say so before the dispatcher does
     if not plain_eager((weights, *xs)):
         return torch.ops.lidsplit.masked_sum(xs, weights)
     if torch.is_grad_enabled() and (weights.requires_grad or any(x.requires_grad for x in xs)):

@@ -112,7 +112,7 @@ def lid_mle(
     if b <= k:
         raise ValueError(f"b = {b} rows, k = {k}")
     d = _sq_dists(x)
-    rows, valid = torch.zeros(b, dtype=torch.float64), torch.zeros(b, dtype=torch.bool)
+    rows, valid = torch.full((b,), float("nan"), dtype=torch.float64), torch.zeros(b, dtype=torch.bool)
     for i in range(b):
         if estimator == "official":
             # The authors' code: sort the full row (self at 0 included), drop sorted position 0.

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from lidsplit import _C
-from lidsplit.ops._dlpack import capsule, check_tensor, describe, stream_of
+from lidsplit.ops._dlpack import capsule, check_tensor, describe, plain_eager, stream_of
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 MAX_DIMS = 8
@@ -75,7 +75,7 @@ def _forward(weight: Tensor, coeffs: Tensor, boxes: Tensor) -> Tensor:
     out = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
     try:
         _C.superpose(capsule(weight), capsule(coeffs), capsule(boxes), capsule(out), stream_of(out))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check(weight, coeffs, boxes)
         raise
     return out
@@ -89,7 +89,7 @@ def _coeff_grad_impl(grad: Tensor, weight: Tensor, boxes: Tensor) -> Tensor:
         ws = capsule(torch.empty(_C.superpose_coeff_grad_workspace(n), dtype=torch.float64, device=weight.device))
     try:
         _C.superpose_coeff_grad(capsule(grad), capsule(weight), capsule(boxes), capsule(out), ws, stream_of(weight))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BufferError):  # BufferError: DLPack refuses e.g. meta tensors
         _check(weight, out.new_zeros(n), boxes)
         raise
     return out
@@ -161,23 +161,6 @@ def _backward_coeff_grad(ctx, gg: Tensor):
 _coeff_grad.register_autograd(_backward_coeff_grad, setup_context=_setup_coeff_grad)
 
 
-# ---- eager fast path (as masked_sum): plain tensors in eager mode skip the dispatcher ---------------
-
-_PLAIN = (Tensor, torch.nn.Parameter)
-
-
-def _modes_active() -> bool:
-    return bool(
-        torch._C._are_functorch_transforms_active()
-        or torch._C._len_torch_dispatch_stack()
-        or torch._C._is_torch_function_mode_enabled()
-    )
-
-
-def _use_registered(*ts: Tensor) -> bool:
-    return any(type(t) not in _PLAIN for t in ts) or torch.compiler.is_compiling() or _modes_active()
-
-
 class _SuperposeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: Tensor, coeffs: Tensor, boxes: Tensor) -> Tensor:
@@ -232,7 +215,7 @@ def superpose(weight: Tensor, coeffs: Tensor, boxes: Tensor | Sequence) -> Tenso
     boxes = _as_boxes(boxes, weight)
     if not isinstance(weight, Tensor) or not isinstance(coeffs, Tensor):
         _check(weight, coeffs, boxes)  # raises, naming the argument
-    if _use_registered(weight, coeffs, boxes):
+    if not plain_eager((weight, coeffs, boxes)):
         return torch.ops.lidsplit.superpose(weight, coeffs, boxes)
     if torch.is_grad_enabled() and (weight.requires_grad or coeffs.requires_grad):
         return _SuperposeFunction.apply(weight, coeffs, boxes)
@@ -245,7 +228,7 @@ def superpose_coeff_grad(grad: Tensor, weight: Tensor, boxes: Tensor | Sequence)
     if not isinstance(weight, Tensor) or not isinstance(grad, Tensor):
         check_tensor("weight", weight)
         check_tensor("grad", grad)
-    if _use_registered(grad, weight, boxes):
+    if not plain_eager((grad, weight, boxes)):
         return torch.ops.lidsplit.superpose_coeff_grad(grad, weight, boxes)
     if torch.is_grad_enabled() and (grad.requires_grad or weight.requires_grad):
         return _CoeffGradFunction.apply(grad, weight, boxes)

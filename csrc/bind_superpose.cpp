@@ -20,22 +20,8 @@
 namespace lidsplit {
 namespace {
 
-FloatKind kind_of(DType d) {
-  switch (d) {
-    case DType::kFloat16: return FloatKind::kFloat16;
-    case DType::kBFloat16: return FloatKind::kBFloat16;
-    case DType::kFloat64: return FloatKind::kFloat64;
-    default: return FloatKind::kFloat32;
-  }
-}
-
-void check_float_tensor(const TensorArg& a) {
-  a.check_dtype({DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64});
-  require_cuda_build(a);
-}
-
 void check_src(const TensorArg& src) {
-  check_float_tensor(src);
+  check_float(src);
   if (src.dim() < 1 || src.dim() > kSuperposeMaxDims)
     src.fail("1 to " + std::to_string(kSuperposeMaxDims) + " dimensions");
 }
@@ -99,8 +85,8 @@ void superpose_binding(const py::capsule& src_cap, const py::capsule& coeffs_cap
   if (src.cuda) {
 #ifdef LIDSPLIT_WITH_CUDA
     py::gil_scoped_release nogil;
-    cuda::superpose(src.device_id, static_cast<int>(kind_of(src.dtype)), src.data, src.shape.data(), ndim, coeffs.data,
-                    static_cast<int>(kind_of(coeffs.dtype)), n, boxes.ptr<const int64_t>(), out.data, stream);
+    cuda::superpose(src.device_id, static_cast<int>(float_kind(src.dtype)), src.data, src.shape.data(), ndim, coeffs.data,
+                    static_cast<int>(float_kind(coeffs.dtype)), n, boxes.ptr<const int64_t>(), out.data, stream);
 #else
     src.fail("a CPU tensor (this build has no CUDA kernels)");
 #endif
@@ -108,7 +94,7 @@ void superpose_binding(const py::capsule& src_cap, const py::capsule& coeffs_cap
   }
   const std::vector<double> ch = host_coeffs(coeffs);
   py::gil_scoped_release nogil;
-  cpu::superpose(kind_of(src.dtype), src.data, src.shape.data(), ndim, ch.data(), n, boxes.ptr<const int64_t>(),
+  cpu::superpose(float_kind(src.dtype), src.data, src.shape.data(), ndim, ch.data(), n, boxes.ptr<const int64_t>(),
                  out.data);
 }
 
@@ -136,7 +122,7 @@ void coeff_grad_binding(const py::capsule& grad_cap, const py::capsule& src_cap,
     if (ws.numel() < cuda::superpose_coeff_grad_workspace(n))
       ws.fail("at least " + std::to_string(cuda::superpose_coeff_grad_workspace(n)) + " elements");
     py::gil_scoped_release nogil;
-    cuda::superpose_coeff_grad(src.device_id, static_cast<int>(kind_of(src.dtype)), grad.data, src.data,
+    cuda::superpose_coeff_grad(src.device_id, static_cast<int>(float_kind(src.dtype)), grad.data, src.data,
                                src.shape.data(), ndim, boxes.ptr<const int64_t>(), n, ws.ptr<double>(),
                                out.ptr<double>(), stream);
 #else
@@ -145,7 +131,7 @@ void coeff_grad_binding(const py::capsule& grad_cap, const py::capsule& src_cap,
     return;
   }
   py::gil_scoped_release nogil;
-  cpu::superpose_coeff_grad(kind_of(src.dtype), grad.data, src.data, src.shape.data(), ndim,
+  cpu::superpose_coeff_grad(float_kind(src.dtype), grad.data, src.data, src.shape.data(), ndim,
                             boxes.ptr<const int64_t>(), n, out.ptr<double>());
 }
 

@@ -17,22 +17,7 @@
 
 namespace lidsplit {
 
-// The FloatKind of a checked floating tensor (also used by csrc/gradient.cpp).
-FloatKind float_kind(DType d) {
-  switch (d) {
-    case DType::kFloat16: return FloatKind::kFloat16;
-    case DType::kBFloat16: return FloatKind::kBFloat16;
-    case DType::kFloat64: return FloatKind::kFloat64;
-    default: return FloatKind::kFloat32;
-  }
-}
-
 namespace {
-
-void check_float(const TensorArg& a) {
-  a.check_dtype({DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64});
-  require_cuda_build(a);
-}
 
 // A Python list of capsules as checked tensor views named name[j].
 std::vector<TensorArg> tensor_list(const py::list& caps, const std::string& name) {
