@@ -692,6 +692,16 @@ def _ci(vals: Sequence[float]) -> str:
     return f"{v.mean():.3f} ± {half:.3f}"
 
 
+def _epochs_per_path(budget: Mapping[str, Any]) -> int:
+    """Epochs a leaf's weights were trained on the way from the initial weights (records of the first
+    version give the equal-budget stages as root / level1 / leaf)."""
+    if "epochs_per_path" in budget:
+        return int(budget["epochs_per_path"])
+    if "one_shot_epochs" in budget:
+        return int(budget["one_shot_epochs"])
+    return int(budget.get("root", budget["total"])) + int(budget.get("level1", 0)) + int(budget.get("leaf", 0))
+
+
 def compare(results: Path, task: Task, truth: str | None = None) -> str:
     """One markdown table of every row in ``results`` (all protocols of one task): mean ± 95 % interval
     over seeds of Kendall tau (all, top 20 %), the tau inside the leaves, the one-shot reference's tau
@@ -711,8 +721,9 @@ def compare(results: Path, task: Task, truth: str | None = None) -> str:
     for row, by_seed in sorted(recs.items(), key=lambda kv: (not kv[0].startswith("one-shot"), kv[0])):
         first = next(iter(by_seed.values()))
         b = first["budget"]
-        path = b.get("epochs_per_path", b.get("one_shot_epochs", b.get("total")))
+        path = _epochs_per_path(b)
         ref_row = "one-shot" if path == first["config"].get("budget_epochs") else f"one-shot-e{path}"
+        ref_row = ref_row if ref_row in recs else "one-shot"  # equal-budget rows: the same total epochs
         ref = recs.get(ref_row, {})
         seeds = sorted(by_seed)
         tau = [by_seed[s]["correlations"][truth]["all"]["kendall"] for s in seeds]

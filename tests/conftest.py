@@ -6,6 +6,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from lidsplit.data import DataSplits, synthetic
+
 settings.register_profile(
     "lidsplit",
     max_examples=25,
@@ -22,6 +24,13 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def data() -> DataSplits:
+    """Tiny synthetic images: 4 classes, 1 x 8 x 8, 48 train / 16 val / 16 test (a test module may
+    define its own ``data``)."""
+    return synthetic(80, num_classes=4, in_channels=1, image_size=8, seed=0, noise=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,13 @@ import pytest
 from _search_helpers import make_tree, tiny_supernet
 from torch import nn
 
-from lidsplit.data import DataLoaders, DataSplits, synthetic
+from lidsplit.data import DataLoaders, synthetic
 from lidsplit.split import SplitTree
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread) -> None:  # type: ignore[no-untyped-def]
     """Every test here runs on one torch thread."""
-
-
-@pytest.fixture(scope="session")
-def data() -> DataSplits:
-    # 4 classes, 1 x 8 x 8 images: 48 train / 16 val / 16 test
-    return synthetic(80, num_classes=4, in_channels=1, image_size=8, seed=0, noise=0.5)
 
 
 @pytest.fixture

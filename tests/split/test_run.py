@@ -293,3 +293,21 @@ def test_calling_the_package_is_deprecated(data):
     with pytest.warns(DeprecationWarning, match="lidsplit.run_split"):
         t = lidsplit.split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
     assert t == lidsplit.run_split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
+
+
+def test_split_progress_has_a_total(data, monkeypatch):
+    """The split bar counts splits and fine-tuned leaves against the planned tree."""
+    import lidsplit.split.run as run_mod
+
+    bars = []
+    real = run_mod.progress_bar
+
+    def spy(*a, **k):
+        bar = real(*a, **k)
+        bars.append((k, bar))
+        return bar
+
+    monkeypatch.setattr(run_mod, "progress_bar", spy)
+    split(model(), data, "random", 1, seed=0, **{**BASE, "warmup_epochs": 0, "progress": True})
+    kw, bar = next((k, b) for k, b in bars if k.get("desc") == "split")
+    assert kw["total"] == 3 and kw["initial"] == 0 and bar.n == 3  # 1 split + 2 leaves

@@ -1,4 +1,4 @@
-"""Shared fixtures of the training tests: a tiny NB201 supernet and tiny synthetic data."""
+"""Shared fixtures of the training tests: a tiny NB201 supernet (the tiny data: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from lidsplit.data import DataSplits, synthetic
 from lidsplit.spaces import nb201
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread) -> None:  # type: ignore[no-untyped-def]
     """Every test here runs on one torch thread."""
-
-
-@pytest.fixture(scope="session")
-def data() -> DataSplits:
-    # 4 classes, 1 x 8 x 8 images: 48 train / 16 val / 16 test
-    return synthetic(80, num_classes=4, in_channels=1, image_size=8, seed=0, noise=0.5)
 
 
 @pytest.fixture

@@ -449,8 +449,9 @@ class SplitRun:
         self.loaders = _loaders(data, cfg.batch_size, cfg.seed, self.device)
         self.score_data = data if score_data is None else score_data
         # the epochs trained on every root-to-leaf path (the span of a "continued" learning rate)
-        depth = len(cfg.policy.simulate(_capacity(root_sub, cfg.candidates))) - 1
-        self.path_epochs = cfg.trained_before(depth) + cfg.finetune_epochs
+        shape = cfg.policy.simulate(_capacity(root_sub, cfg.candidates))  # nodes per level, root first
+        self.path_epochs = cfg.trained_before(len(shape) - 1) + cfg.finetune_epochs
+        self.planned_steps = sum(shape)  # splits (every inner node) + fine-tuned leaves, for the progress bar
         identity = self._identity(model, root_sub, score_data)
         self.store = _RunStore(run_dir)
         self.state, tree = self.store.open(identity, self.init_state)
@@ -573,7 +574,8 @@ class SplitRun:
         return result
 
     def _run_levels_and_leaves(self) -> None:
-        status = progress_bar(None, enabled=self.progress, desc="split", total=None)
+        done = sum(1 for n in self.tree.nodes if n.children or "weights" in n.info)
+        status = progress_bar(None, enabled=self.progress, desc="split", total=self.planned_steps, initial=done)
         if self.state.get("status") != "done":
             self._split_levels(status)
             for leaf in self.tree.leaves():
