@@ -6,7 +6,8 @@
   ``image_size``. ``DataSplits``: fixed train / val / test ``Dataset`` s plus ``meta``.
 - ``TensorLoader``: seeded, resumable batching; ``DataSplits.loaders(...) -> DataLoaders``.
 - ``hard_digits()``: a harder, deterministic task of distorted digit copies (ground-truth tables).
-- ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
+- ``colour_digits()``: a second one, 3-channel digits under projective warps, colours and stripes.
+- ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``, ``nb201_colour``).
 """
 
 from lidsplit.data.core import (
@@ -26,6 +27,7 @@ from lidsplit.data.datasets import (
     load,
     synthetic,
 )
+from lidsplit.data.colour import colour_digits, colour_distort
 from lidsplit.data.distorted import distort_digits, hard_digits
 from lidsplit.data.truth import TABLES, Table, TableEntry, ground_truth
 
@@ -45,6 +47,8 @@ __all__ = [
     "DataNotFoundError",
     "hard_digits",
     "distort_digits",
+    "colour_digits",
+    "colour_distort",
     "ground_truth",
     "Table",
     "TableEntry",
