@@ -270,7 +270,7 @@ def protocol_from(args: argparse.Namespace) -> dict[str, Any]:
     colour = args.task == "colour_digits"
     task = {"data": args.task, "data_seed": args.data_seed, "image_size": args.image_size, "strength": args.strength}
     if colour:
-        task["magnitudes"] = {**COLOUR_DIGITS_DEFAULTS, **args.magnitudes}
+        task["magnitudes"] = {k: float(v) for k, v in {**COLOUR_DIGITS_DEFAULTS, **args.magnitudes}.items()}
     else:
         task.update(occlusion=args.occlusion, magnitudes=args.magnitudes)
     return {

@@ -42,17 +42,17 @@ __all__ = ["colour_digits", "colour_distort", "COLOUR_DIGITS_DEFAULTS"]
 #: Magnitudes at ``strength=1`` (angles in degrees, lengths in units of the canvas half-width,
 #: colours in [0, 1]). ``stripes`` is a probability and is not scaled by ``strength`` beyond 1.
 COLOUR_DIGITS_DEFAULTS: dict[str, float] = {
-    "rotation_deg": 12.0,  # uniform in [-r, r]
-    "scale_log": 0.075,  # isotropic scale exp(U(-s, s))
-    "shift": 0.12,  # uniform in [-t, t] per axis
-    "perspective": 0.18,  # the homography's bottom row (p, q), each uniform in [-p, p]
+    "rotation_deg": 20.0,  # uniform in [-r, r]
+    "scale_log": 0.1,  # isotropic scale exp(U(-s, s))
+    "shift": 0.15,  # uniform in [-t, t] per axis
+    "perspective": 0.2,  # the homography's bottom row (p, q), each uniform in [-p, p]
     "blur_max": 0.375,  # Gaussian blur sigma (pixels) uniform in [0, b]
     "contrast_min": 0.5,  # colour distance |fg - bg| uniform in [c, contrast_max]
     "contrast_max": 0.9,
     "centre_spread": 0.4,  # the colours' midpoint is grey +- spread / 2 per channel (of the room left)
     "ramp": 0.15,  # illumination ramp: per-channel slope uniform in [0, r] across the canvas
-    "stripes": 0.15,  # probability of stripe occluders
-    "salt_pepper": 0.0225,  # per-image rate of salt-and-pepper pixels uniform in [0, sp]
+    "stripes": 0.1,  # probability of stripe occluders
+    "salt_pepper": 0.01,  # per-image rate of salt-and-pepper pixels uniform in [0, sp]
 }
 
 
