@@ -12,8 +12,11 @@ independent of ``hard_digits`` (the ``nb201_digits`` table's task): its own spli
 3. Colour: the warped stroke mask ``m`` in [0, 1] mixes a foreground and a background colour drawn per
    image (``bg + m (fg - bg)``): the two colours are ``centre +- contrast / 2 * direction`` for a random
    unit direction in RGB, so the stroke always differs from the background by ``contrast`` in colour
-   but not necessarily in brightness or in any one channel. A linear illumination ramp of random
-   direction and per-channel strength is added on top.
+   but not necessarily in any one channel; its luminance is never below the background's, and the
+   midpoint ``centre`` stays within ``centre_spread`` of grey. (Pilots with both polarities and any
+   midpoint left most NB201 cells at chance after the table's 4 epochs: the mean image then carries no
+   shape, and cells without an early convolution cannot remove the per-image colour offset.)
+   A linear illumination ramp of random direction and per-channel strength is added on top.
 4. Damage: with probability ``stripes`` one or two full-length stripes (a row or a column) of a random
    colour, then salt-and-pepper noise (each pixel set to black or white in all channels with a random
    per-image rate up to ``salt_pepper``).
@@ -40,7 +43,9 @@ from lidsplit.data.distorted import check_source, check_splits, copies_by_source
 __all__ = ["colour_digits", "colour_distort", "COLOUR_DIGITS_DEFAULTS"]
 
 #: Magnitudes at ``strength=1`` (angles in degrees, lengths in units of the canvas half-width,
-#: colours in [0, 1]). ``stripes`` is a probability and is not scaled by ``strength`` beyond 1.
+#: colours in [0, 1]). ``stripes`` is a probability and is not scaled by ``strength`` beyond 1; the
+#: colour entries are not scaled. Chosen by pilots (benchmarks/ground_truth/README.md): moving
+#: difficulty from damage (stripes, salt-and-pepper) to geometry raised the seed-to-seed tau.
 COLOUR_DIGITS_DEFAULTS: dict[str, float] = {
     "rotation_deg": 20.0,  # uniform in [-r, r]
     "scale_log": 0.1,  # isotropic scale exp(U(-s, s))
@@ -133,7 +138,7 @@ def colour_distort(
     v = torch.randn(n, 3, generator=g)
     v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-6)
     # the stroke is never darker than the background (luminance): with both polarities the mean image
-    # carries no shape and every network sat on a plateau at chance for the first epochs (pilots p1-p3)
+    # carries no shape and the pilots' networks sat at chance for all 4 epochs (README, pilots p1-p3)
     v = torch.where((v @ _LUMA).view(n, 1) < 0, -v, v)
     c = u(m["contrast_min"], m["contrast_max"]).view(n, 1)
     half = 0.5 * c * v.abs()
