@@ -1,7 +1,9 @@
-"""Build the ``nb201_digits`` ground-truth table: standalone training of a seeded sample of NB201 cells.
+"""Build a ground-truth table (``nb201_digits``, ``nb201_colour``): standalone training of a seeded sample of NB201 cells.
 
-NAS-Bench-201's tables cannot be downloaded here, so this script makes a small one on a harder task
-derived from scikit-learn's digits (:func:`lidsplit.data.hard_digits`). Every sampled architecture is
+NAS-Bench-201's tables cannot be downloaded here, so this script makes small ones on harder tasks
+derived from scikit-learn's digits: ``--task hard_digits`` (:func:`lidsplit.data.hard_digits`, 1 x 8 x 8,
+the ``nb201_digits`` table) or ``--task colour_digits`` (:func:`lidsplit.data.colour_digits`, 3 x 8 x 8,
+the ``nb201_colour`` table). Every sampled architecture is
 built as a plain network (``materialize`` of ``nb201(C, N=1)``: stem, one cell per stage, NB201's
 ResNet reduction blocks) and trained from scratch with several seeds; each (arch, seed) run appends one
 JSON line to ``<run-dir>/runs.jsonl``. Finished (arch, seed) pairs are never redone, so the script
@@ -13,6 +15,8 @@ Usage (from the repository root)::
         --archs 240 --seeds 2                       # train (resumable; re-run the same line to resume)
     python benchmarks/ground_truth/make_table.py --run-dir ... --archs 240 --seeds 2 \
         --write-table python/lidsplit/data/tables/nb201_digits.json   # aggregate + write the table
+    python benchmarks/ground_truth/make_table.py --task colour_digits --run-dir benchmarks/ground_truth/runs/nb201_colour \
+        --archs 310 --seeds 2 --sample-seed 1       # the second table (its name defaults to nb201_colour)
 
 ``--pilot`` prints the seed-to-seed Kendall tau of what is finished so far.
 
@@ -39,13 +43,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lidsplit.data import derive_seed, hard_digits
+from lidsplit.data import DataSplits, colour_digits, derive_seed, hard_digits
+from lidsplit.data.colour import COLOUR_DIGITS_DEFAULTS
 from lidsplit.spaces import NB201_SPACE, nb201, to_nb201_string
 from lidsplit.supernet import materialize
 
 TABLE_VERSION = 1
 #: = lidsplit.data.distorted.HARD_DIGITS_DEFAULTS overrides (spelled out: they are part of the protocol).
 DEFAULT_MAGNITUDES = {"noise_max": 0.1, "background_max": 0.1, "contrast_min": 0.7}
+#: task -> (default table name, table description)
+TASKS = {
+    "hard_digits": ("nb201_digits", "Standalone-trained NB201 cells on hard_digits (distorted scikit-learn digits); "
+                                    "made by benchmarks/ground_truth/make_table.py"),
+    "colour_digits": ("nb201_colour", "Standalone-trained NB201 cells on colour_digits (3-channel scikit-learn digits "
+                                      "under projective warps, random colours, stripes, salt-and-pepper); "
+                                      "made by benchmarks/ground_truth/make_table.py"),
+}
 
 
 # ---- architectures --------------------------------------------------------------------------------
@@ -85,7 +98,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048
     return torch.cat(losses), torch.cat(correct)
 
 
-def train_one(arch: tuple[int, ...], seed: int, data, proto: dict[str, Any], folds: torch.Tensor) -> dict[str, Any]:
+def train_one(arch: tuple[int, ...], seed: int, data: DataSplits, proto: dict[str, Any], folds: torch.Tensor) -> dict[str, Any]:
     """Train `arch` from scratch with `seed`; return its metrics (accuracies in %, mean CE losses)."""
     # Common random numbers: the supernet builds every op of every edge in a fixed order, so with the
     # torch seed a function of `seed` alone, all architectures of one seed start from the same weights
@@ -93,7 +106,7 @@ def train_one(arch: tuple[int, ...], seed: int, data, proto: dict[str, Any], fol
     # see the same batches. Differences between architectures of one seed are then not blurred by
     # unrelated initialisation noise.
     torch.manual_seed(derive_seed("nb201_digits.init", int(seed)))
-    net = materialize(nb201(C=proto["C"], N=1, num_classes=10, in_channels=1, affine=True), arch)
+    net = materialize(nb201(C=proto["C"], N=1, num_classes=10, in_channels=data.in_channels, affine=True), arch)
     params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.SGD(net.parameters(), lr=proto["lr"], momentum=0.9, nesterov=True,
                           weight_decay=proto["weight_decay"])
@@ -197,8 +210,8 @@ def fold_tau(runs: list[dict[str, Any]], key: str) -> float:
 # ---- table -----------------------------------------------------------------------------------------
 
 
-def build_table(runs: list[dict[str, Any]], archs: list[tuple[int, ...]], seeds: list[int],
-                proto: dict[str, Any], data_meta: dict[str, Any], run_seconds: float) -> dict[str, Any]:
+def build_table(name: str, description: str, runs: list[dict[str, Any]], archs: list[tuple[int, ...]],
+                seeds: list[int], proto: dict[str, Any], data_meta: dict[str, Any], run_seconds: float) -> dict[str, Any]:
     order = {to_nb201_string(a): i for i, a in enumerate(archs)}
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for r in runs:
@@ -220,10 +233,9 @@ def build_table(runs: list[dict[str, Any]], archs: list[tuple[int, ...]], seeds:
     taus = {k: seed_taus(runs, seeds, k) for k in ("test_acc", "test_loss", "val_acc")}
     acc = [e["test_acc_mean"] for e in nd]
     return {
-        "name": "nb201_digits",
+        "name": name,
         "version": TABLE_VERSION,
-        "description": "Standalone-trained NB201 cells on hard_digits (distorted scikit-learn digits); "
-                       "made by benchmarks/ground_truth/make_table.py",
+        "description": description,
         "space": {"name": "nb201", "edges": list(NB201_SPACE.labels),
                   "ops": list(NB201_SPACE.edges[0].ops), "size": NB201_SPACE.size,
                   "arch_string": "NB201 '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' "
@@ -253,14 +265,21 @@ def build_table(runs: list[dict[str, Any]], archs: list[tuple[int, ...]], seeds:
 
 
 def protocol_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The protocol, hashed (sorted keys) into the run directory's key. hard_digits' dict is the
+    nb201_digits table's, key for key: change it and that run directory refuses the script."""
+    colour = args.task == "colour_digits"
+    task = {"data": args.task, "data_seed": args.data_seed, "image_size": args.image_size, "strength": args.strength}
+    if colour:
+        task["magnitudes"] = {k: float(v) for k, v in {**COLOUR_DIGITS_DEFAULTS, **args.magnitudes}.items()}
+    else:
+        task.update(occlusion=args.occlusion, magnitudes=args.magnitudes)
     return {
-        "network": "materialize(nb201(C, N=1, in_channels=1, affine=True), arch): stem 3x3 conv + BN, "
-                   "one cell per stage, NB201 ResNet reduction blocks, BN-ReLU, global pool, linear",
+        "network": f"materialize(nb201(C, N=1, in_channels={3 if colour else 1}, affine=True), arch): stem 3x3 "
+                   "conv + BN, one cell per stage, NB201 ResNet reduction blocks, BN-ReLU, global pool, linear",
         "C": args.C, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay,
         "optimizer": "SGD momentum 0.9 nesterov, per-step cosine lr to 0, grad-norm clip 5, drop_last batches",
-        "data": "hard_digits", "data_seed": args.data_seed, "image_size": args.image_size,
-        "strength": args.strength, "occlusion": args.occlusion, "magnitudes": args.magnitudes,
+        **task,
         "variants": list(args.variants),
         "sample_seed": args.sample_seed, "folds": args.folds,
         "seed_meaning": "seed fixes the initialisation (the same for every arch: common random numbers) "
@@ -287,6 +306,8 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--task", choices=sorted(TASKS), default="hard_digits", help="the data the table is trained on")
+    p.add_argument("--name", default=None, help="table name (default: nb201_digits / nb201_colour by --task)")
     p.add_argument("--archs", type=int, default=240, help="number of sampled architectures")
     p.add_argument("--seeds", type=int, default=2, help="training seeds per architecture (0..S-1)")
     p.add_argument("--sample-seed", type=int, default=0)
@@ -298,9 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--image-size", type=int, default=8)
     p.add_argument("--strength", type=float, default=1.0)
-    p.add_argument("--occlusion", type=float, default=0.2)
-    p.add_argument("--magnitudes", type=json.loads, default=DEFAULT_MAGNITUDES,
-                   help="JSON object overriding lidsplit.data.distorted.HARD_DIGITS_DEFAULTS entries")
+    p.add_argument("--occlusion", type=float, default=None, help="hard_digits only (default 0.2)")
+    p.add_argument("--magnitudes", type=json.loads, default=None,
+                   help="JSON object overriding the task's defaults (lidsplit.data.distorted.HARD_DIGITS_DEFAULTS "
+                        f"or lidsplit.data.colour.COLOUR_DIGITS_DEFAULTS); hard_digits' default {DEFAULT_MAGNITUDES}")
     p.add_argument("--variants", type=int, nargs=3, default=(10, 4, 32))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
@@ -309,6 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-table", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.magnitudes is not None and not isinstance(args.magnitudes, dict):
+        p.error(f"--magnitudes must be a JSON object, got {args.magnitudes!r}")
+    if args.task == "hard_digits":
+        args.occlusion = 0.2 if args.occlusion is None else args.occlusion
+        args.magnitudes = DEFAULT_MAGNITUDES if args.magnitudes is None else args.magnitudes
+    else:
+        if args.occlusion is not None:
+            p.error("--occlusion is a hard_digits option; colour_digits' stripes are set with --magnitudes")
+        args.magnitudes = {} if args.magnitudes is None else args.magnitudes
+        unknown = sorted(set(args.magnitudes) - set(COLOUR_DIGITS_DEFAULTS))
+        if unknown:
+            p.error(f"--magnitudes: unknown colour_digits magnitudes {unknown}; known {sorted(COLOUR_DIGITS_DEFAULTS)}")
+    name = args.name or TASKS[args.task][0]
 
     proto = protocol_from(args)
     key = hashlib.sha256(json.dumps(proto, sort_keys=True).encode()).hexdigest()[:16]
@@ -324,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         proto_file.write_text(json.dumps({"key": key, "protocol": proto}, indent=1))
 
     t0 = time.perf_counter()
-    data = hard_digits(args.data_seed, image_size=args.image_size, strength=args.strength, variants=args.variants,
-                       occlusion=args.occlusion, magnitudes=args.magnitudes)
+    if args.task == "colour_digits":
+        data = colour_digits(args.data_seed, image_size=args.image_size, strength=args.strength,
+                             variants=args.variants, magnitudes=args.magnitudes)
+    else:
+        data = hard_digits(args.data_seed, image_size=args.image_size, strength=args.strength,
+                           variants=args.variants, occlusion=args.occlusion, magnitudes=args.magnitudes)
     n_src = data.meta["source_sizes"][2]
     folds = (torch.arange(len(data.test)) % n_src) % args.folds  # copies are variant-major: i -> source i % n_src
     print(f"data {data} in {time.perf_counter() - t0:.1f}s", flush=True)
@@ -361,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"non-degenerate test acc: min {min(nd):.2f} median {np.median(nd):.2f} max {max(nd):.2f}")
     if args.write_table is not None:
         total = sum(r["train_seconds"] for r in runs)
-        table = build_table(runs, archs, seeds, proto, data.meta, total)
+        table = build_table(name, TASKS[args.task][1], runs, archs, seeds, proto, data.meta, total)
         args.write_table.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.write_table.with_suffix(".tmp")
         tmp.write_text(json.dumps(table, indent=1) + "\n")

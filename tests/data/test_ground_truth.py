@@ -1,4 +1,4 @@
-"""lidsplit.data.ground_truth: the shipped nb201_digits table and the Table lookup rules."""
+"""lidsplit.data.ground_truth: the shipped tables (nb201_digits, nb201_colour) and the Table lookup rules."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from lidsplit.data import TABLES, Table, ground_truth
 from lidsplit.spaces import NB201_SPACE, from_nb201_string, to_nb201_string
 
 
-@pytest.fixture(scope="module")
-def table() -> Table:
-    return ground_truth("nb201_digits")
+@pytest.fixture(scope="module", params=TABLES)
+def table(request: pytest.FixtureRequest) -> Table:
+    return ground_truth(request.param)
 
 
 def test_shipped_table_loads_with_metadata(table: Table) -> None:
-    assert "nb201_digits" in TABLES
-    assert table.name == "nb201_digits"
+    assert TABLES == ("nb201_digits", "nb201_colour")
+    assert table.name in TABLES
     assert table.edges == NB201_SPACE.labels and table.ops == NB201_SPACE.edges[0].ops
     assert len(table) >= 100
     assert len(table.archs()) < len(table.archs(include_degenerate=True)) <= len(table)
@@ -26,7 +26,7 @@ def test_shipped_table_loads_with_metadata(table: Table) -> None:
     for key in ("epochs", "C", "lr", "data_seed", "sample_seed"):
         assert key in table.protocol
     assert table.meta["data"]["sizes"][2] >= 5000  # many thousand test images
-    assert "Table('nb201_digits'" in repr(table)
+    assert f"Table({table.name!r}" in repr(table)
 
 
 def test_entries_consistent(table: Table) -> None:
@@ -89,12 +89,13 @@ def test_table_from_dict_roundtrip(table: Table) -> None:
         Table({"name": "x"})
 
 
-def test_table_data_is_the_default_hard_digits(table: Table) -> None:
+def test_table_data_is_the_default_hard_digits() -> None:
     import inspect
 
     from lidsplit.data import hard_digits
     from lidsplit.data.distorted import HARD_DIGITS_DEFAULTS
 
+    table = ground_truth("nb201_digits")
     d = table.meta["data"]
     defaults = {k: p.default for k, p in inspect.signature(hard_digits).parameters.items()}
     assert d["seed"] == defaults["seed"] and d["image_size"] == defaults["image_size"]
@@ -102,3 +103,41 @@ def test_table_data_is_the_default_hard_digits(table: Table) -> None:
     assert (d["strength"], d["fov"], d["occlusion"]) == (defaults["strength"], defaults["fov"], defaults["occlusion"])
     assert d["magnitudes"] == HARD_DIGITS_DEFAULTS
     assert d["sizes"] == [9010, 1068, 20128]
+
+
+def test_colour_table_is_the_default_colour_digits_and_independent() -> None:
+    import inspect
+
+    from lidsplit.data import colour_digits
+    from lidsplit.data.colour import COLOUR_DIGITS_DEFAULTS
+
+    table, first = ground_truth("nb201_colour"), ground_truth("nb201_digits")
+    d = table.meta["data"]
+    defaults = {k: p.default for k, p in inspect.signature(colour_digits).parameters.items()}
+    assert table.protocol["data"] == "colour_digits" and "in_channels=3" in table.protocol["network"]
+    assert (d["seed"], d["image_size"], d["strength"], d["fov"]) == tuple(
+        defaults[k] for k in ("seed", "image_size", "strength", "fov"))
+    assert d["variants"] == list(defaults["variants"]) and d["fractions"] == list(defaults["fractions"])
+    assert d["magnitudes"] == COLOUR_DIGITS_DEFAULTS == table.protocol["magnitudes"]
+    assert d["sizes"] == [9010, 1068, 20128]
+    assert table.protocol["sample_seed"] != first.protocol["sample_seed"]  # another architecture sample
+    assert len(set(table) & set(first)) < 0.1 * len(table)
+
+
+def test_dataset_rebuilds_the_tables_data(table: Table) -> None:
+    # mean / std were measured on the train split the table was trained on (float64, all digits):
+    # equal floats mean the rebuilt split is that split
+    data = table.dataset()
+    d = table.meta["data"]
+    assert data.name == table.protocol["data"]
+    assert [len(data.train), len(data.val), len(data.test)] == d["sizes"]
+    assert data.in_channels == len(d["mean"]) == (3 if "in_channels=3" in table.protocol["network"] else 1)
+    assert data.meta["mean"] == d["mean"] and data.meta["std"] == d["std"]
+    assert data.meta["source_sizes"] == d["source_sizes"]
+
+
+def test_dataset_of_an_unknown_task_is_a_clear_error(table: Table) -> None:
+    raw = {**copy.deepcopy(table.meta), "archs": {}}
+    raw["protocol"]["data"] = "mnist"
+    with pytest.raises(ValueError, match="made on 'mnist'"):
+        Table(raw).dataset()

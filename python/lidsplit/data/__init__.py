@@ -6,7 +6,8 @@
   ``image_size``. ``DataSplits``: fixed train / val / test ``Dataset`` s plus ``meta``.
 - ``TensorLoader``: seeded, resumable batching; ``DataSplits.loaders(...) -> DataLoaders``.
 - ``hard_digits()``: a harder, deterministic task of distorted digit copies (ground-truth tables).
-- ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``).
+- ``colour_digits()``: a second one, 3-channel digits under projective warps, colours and stripes.
+- ``ground_truth(name) -> Table``: shipped standalone-training tables (``nb201_digits``, ``nb201_colour``).
 - ``stdlib_text()``, ``CharCorpus``, ``LMBatches``: character-level text shipped with Python, for LMs.
 """
 
@@ -26,6 +27,7 @@ from lidsplit.data.datasets import (
     find_cifar,
     synthetic,
 )
+from lidsplit.data.colour import colour_digits, colour_distort
 from lidsplit.data.distorted import distort_digits, hard_digits
 from lidsplit.data.registry import DATASETS, dataset_names, load, open_dataset
 from lidsplit.data.text import CharCorpus, LMBatches, stdlib_text
@@ -50,6 +52,8 @@ __all__ = [
     "DataNotFoundError",
     "hard_digits",
     "distort_digits",
+    "colour_digits",
+    "colour_distort",
     "ground_truth",
     "Table",
     "TableEntry",

@@ -26,7 +26,8 @@ Images are standardised with the mean / standard deviation of the train split (`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +72,28 @@ def _elastic_field(n: int, size: int, grid: int, std: float, g: Tensor | torch.G
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
 
 
+def check_source(x: Tensor, who: str) -> None:
+    """ValueError naming ``who`` unless ``x`` is a float (N, 1, H, W) CPU tensor (a batch of sources)."""
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
+        raise ValueError(
+            f"lidsplit: {who}: x must be a float (N, 1, H, W) tensor, got "
+            f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}"
+        )
+    if x.device.type != "cpu":
+        raise ValueError(f"lidsplit: {who}: x must be on the CPU (seeded CPU generator), got {x.device}")
+
+
+def merge_magnitudes(defaults: dict[str, float], magnitudes: dict[str, float] | None, who: str) -> dict[str, float]:
+    """``defaults`` updated with ``magnitudes`` (as floats); a ValueError naming ``who`` for unknown keys."""
+    m = dict(defaults)
+    if magnitudes:
+        unknown = sorted(set(magnitudes) - set(m))
+        if unknown:
+            raise ValueError(f"lidsplit: {who}: unknown magnitudes {unknown}; known {sorted(m)}")
+        m.update({k: float(v) for k, v in magnitudes.items()})
+    return m
+
+
 def distort_digits(
     x: Tensor,
     generator: torch.Generator,
@@ -87,24 +110,13 @@ def distort_digits(
     Returns (N, 1, image_size, image_size) float32 (not standardised; roughly in [-1, 2] after noise).
     The draws consume ``generator`` in a fixed order (affine, elastic, photometric, occlusion, noise).
     """
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
-        raise ValueError(
-            f"lidsplit: distort_digits: x must be a float (N, 1, H, W) tensor, got "
-            f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}"
-        )
-    if x.device.type != "cpu":
-        raise ValueError(f"lidsplit: distort_digits: x must be on the CPU (seeded CPU generator), got {x.device}")
+    check_source(x, "distort_digits")
     if image_size < 4 or fov <= 0 or strength < 0 or not 0.0 <= occlusion <= 1.0 or elastic_grid < 2:
         raise ValueError(
             f"lidsplit: distort_digits: need image_size >= 4, fov > 0, strength >= 0, occlusion in [0, 1], "
             f"elastic_grid >= 2 (got {image_size}, {fov}, {strength}, {occlusion}, {elastic_grid})"
         )
-    m = dict(HARD_DIGITS_DEFAULTS)
-    if magnitudes:
-        unknown = sorted(set(magnitudes) - set(m))
-        if unknown:
-            raise ValueError(f"lidsplit: distort_digits: unknown magnitudes {unknown}; known {sorted(m)}")
-        m.update({k: float(v) for k, v in magnitudes.items()})
+    m = merge_magnitudes(HARD_DIGITS_DEFAULTS, magnitudes, "distort_digits")
     n, g, s = x.shape[0], generator, float(strength)
     x = x.float()
 
@@ -147,6 +159,17 @@ def distort_digits(
     return out.contiguous()
 
 
+def check_splits(name: str, fractions: Sequence[float], variants: Sequence[int]) -> tuple[list[float], list[int]]:
+    """``fractions`` and ``variants`` as 3 floats and 3 ints >= 1, or a ValueError naming ``name``."""
+    fr = [float(f) for f in fractions]
+    var = [int(v) for v in variants]
+    if len(fr) != 3 or len(var) != 3:
+        raise ValueError(f"lidsplit: {name} needs 3 fractions and 3 variant counts, got {fr} and {var}")
+    if any(v < 1 for v in var):
+        raise ValueError(f"lidsplit: {name}: variants must be >= 1 per split, got {var}")
+    return fr, var
+
+
 def hard_digits(
     seed: int = 0,
     *,
@@ -166,40 +189,55 @@ def hard_digits(
     ``seed`` fixes the source split and every distortion. See the module doc for the transforms;
     ``magnitudes`` overrides entries of :data:`HARD_DIGITS_DEFAULTS`.
     """
-    fr = [float(f) for f in fractions]
-    var = [int(v) for v in variants]
-    if len(fr) != 3 or len(var) != 3:
-        raise ValueError(f"lidsplit: hard_digits needs 3 fractions and 3 variant counts, got {fr} and {var}")
-    if any(v < 1 for v in var):
-        raise ValueError(f"lidsplit: hard_digits: variants must be >= 1 per split, got {var}")
+    fr, var = check_splits("hard_digits", fractions, variants)
+    return copies_by_source(
+        "hard_digits", seed, seed, fr, var,
+        lambda x, g: distort_digits(x, g, image_size=image_size, fov=fov, strength=strength, occlusion=occlusion,
+                                    magnitudes=magnitudes),
+        {"image_size": int(image_size), "strength": float(strength), "fov": float(fov),
+         "occlusion": float(occlusion), "magnitudes": {**HARD_DIGITS_DEFAULTS, **(magnitudes or {})}},
+    )
+
+
+def copies_by_source(
+    name: str,
+    seed: int,
+    split_seed: int,
+    fractions: list[float],
+    variants: list[int],
+    distort: Callable[[Tensor, torch.Generator], Tensor],
+    params: dict[str, Any],
+) -> DataSplits:
+    """Split the digit sources per class into train / val / test (``fractions``), render ``variants[s]``
+    copies of every source of split ``s`` with ``distort(x (n, 1, 8, 8) in [0, 1], generator) -> (n, C, H, W)``,
+    and standardise every split with the train split's per-channel statistics.
+
+    Copies are stored variant-major (image ``i`` of split ``s`` is a copy of its source ``i % n_sources``).
+    ``split_seed`` seeds the source split; split ``s`` draws from a generator seeded with
+    ``derive_seed(name, seed, s)``. ``params`` (the
+    distortion's arguments) are recorded in ``meta`` next to the split.
+    """
     src_x, src_y = _load_source()
-    parts = stratified_split(src_y, fr, seed)
+    parts = stratified_split(src_y, fractions, split_seed)
     xs, ys = [], []
-    for name, idx, k in zip(("train", "val", "test"), parts, var):
-        g = torch.Generator().manual_seed(derive_seed("hard_digits", int(seed), name))
+    for split, idx, k in zip(("train", "val", "test"), parts, variants):
+        g = torch.Generator().manual_seed(derive_seed(name, int(seed), split))
         xi, yi = src_x[idx], src_y[idx]
-        copies = [distort_digits(xi, g, image_size=image_size, fov=fov, strength=strength, occlusion=occlusion,
-                                 magnitudes=magnitudes)
-                  for _ in range(k)]
-        xs.append(torch.cat(copies))
+        xs.append(torch.cat([distort(xi, g) for _ in range(k)]))
         ys.append(yi.repeat(k))
     mean, std = channel_stats(xs[0])
-    mk = lambda x, y: Dataset(normalise(x, mean, std), y.contiguous(), 10, "hard_digits")  # noqa: E731
+    mk = lambda x, y: Dataset(normalise(x, mean, std), y.contiguous(), 10, name)  # noqa: E731
     train, val, test = (mk(x, y) for x, y in zip(xs, ys))
     meta = {
         "source": "sklearn.datasets.load_digits (exact duplicates dropped)",
         "seed": int(seed),
-        "fractions": fr,
-        "variants": var,
+        "fractions": fractions,
+        "variants": variants,
         "source_sizes": [int(p.numel()) for p in parts],
         "source_index": [p.tolist() for p in parts],
-        "image_size": int(image_size),
-        "strength": float(strength),
-        "fov": float(fov),
-        "occlusion": float(occlusion),
-        "magnitudes": {**HARD_DIGITS_DEFAULTS, **(magnitudes or {})},
+        **params,
         "mean": mean,
         "std": std,
         "sizes": [len(train), len(val), len(test)],
     }
-    return DataSplits(train, val, test, name="hard_digits", meta=meta)
+    return DataSplits(train, val, test, name=name, meta=meta)

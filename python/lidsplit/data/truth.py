@@ -2,7 +2,9 @@
 
 ``ground_truth("nb201_digits")`` (also ``lidsplit.data.ground_truth``) loads ``lidsplit/data/tables/nb201_digits.json``, made by
 ``benchmarks/ground_truth/make_table.py`` (see its ``protocol`` and ``data`` entries): a seeded sample
-of NB201 cells trained from scratch, several seeds each, on ``hard_digits``. Architectures are keyed by
+of NB201 cells trained from scratch, several seeds each, on ``hard_digits``. ``ground_truth("nb201_colour")``
+is a second, independent one: another architecture sample, trained on ``colour_digits`` (3-channel
+digits, another distortion family and source split). Architectures are keyed by
 their NB201 string (``lidsplit.spaces.to_nb201_string``); a tuple of op indices or op names in the
 table's edge order is accepted as well.
 
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from lidsplit.data.colour import colour_digits
 from lidsplit.data.core import DataSplits
 from lidsplit.data.distorted import hard_digits
 
 __all__ = ["ground_truth", "Table", "TableEntry", "TABLES"]
 
 #: The tables shipped in ``lidsplit/data/tables``.
-TABLES: tuple[str, ...] = ("nb201_digits",)
+TABLES: tuple[str, ...] = ("nb201_digits", "nb201_colour")
 
 _METRICS = ("test_acc", "test_loss", "val_acc", "val_loss", "train_loss")
 
@@ -158,14 +161,15 @@ class Table:
     def dataset(self) -> DataSplits:
         """The train / val / test data the table was trained and scored on (rebuilt, bit-identical):
         a supernet meant to be compared with this table must be trained on this task."""
-        d = self.meta["data"]
-        if self.protocol.get("data") != "hard_digits":
-            raise ValueError(f"lidsplit: table {self.name!r} was not made on hard_digits")
-        return hard_digits(
-            int(d["seed"]), image_size=int(d["image_size"]), fractions=d["fractions"], variants=d["variants"],
-            strength=float(d["strength"]), fov=float(d["fov"]), occlusion=float(d["occlusion"]),
-            magnitudes=d["magnitudes"],
-        )
+        d, task = self.meta["data"], self.protocol.get("data")
+        common = dict(image_size=int(d["image_size"]), fractions=d["fractions"], variants=d["variants"],
+                      strength=float(d["strength"]), fov=float(d["fov"]), magnitudes=d["magnitudes"])
+        if task == "hard_digits":
+            return hard_digits(int(d["seed"]), occlusion=float(d["occlusion"]), **common)
+        if task == "colour_digits":
+            return colour_digits(int(d["seed"]), **common)
+        raise ValueError(f"lidsplit: table {self.name!r} was made on {task!r}; Table.dataset() rebuilds "
+                         f"hard_digits and colour_digits")
 
     def __repr__(self) -> str:
         nd = len(self.archs())
