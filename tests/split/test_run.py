@@ -153,7 +153,8 @@ def test_different_arguments_are_refused(data, tmp_path):
 
 def test_callable_package_and_aliases(data):
     assert callable(lidsplit.split) and lidsplit.run_split is split and lidsplit.split.split is split
-    t = lidsplit.split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
+    with pytest.deprecated_call(match="lidsplit.run_split"):
+        t = lidsplit.split(model(), data, "random", 1, seed=0, **dict(BASE, warmup_epochs=0))
     assert isinstance(t, lidsplit.split.SplitTree) and len(t.leaves()) == 2
 
 
