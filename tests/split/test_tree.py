@@ -157,3 +157,14 @@ def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"lidsplit\[plot\]"):
         two_level_tree().plot(tmp_path / "x.png")
+
+
+def test_load_names_a_damaged_tree_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lidsplit.common.errors import DamagedFileError
+
+    cases = {"cut.json": '{"space": {"edges": [', "wrong.json": '{"nodes": 3}', "zeros.json": "\x00" * 16}
+    for name, text in cases.items():
+        f = tmp_path / name
+        f.write_text(text, encoding="utf-8")
+        with pytest.raises(DamagedFileError, match=rf"{name}: this split tree is damaged"):
+            SplitTree.load(f)

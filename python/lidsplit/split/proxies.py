@@ -78,6 +78,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
+from lidsplit.common.errors import LidsplitError
+
 __all__ = [
     "DegenerateProxyError",
     "gradnorm",
@@ -96,8 +98,9 @@ __all__ = [
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-class DegenerateProxyError(ValueError):
-    """The proxy is undefined on this model / batch (see the module docstring)."""
+class DegenerateProxyError(LidsplitError, ValueError):
+    """The proxy is undefined on this model / batch (see the module docstring); a lidsplit user error
+    (the command line exits 2 with its message)."""
 
 
 # ---- helpers ------------------------------------------------------------------------------------

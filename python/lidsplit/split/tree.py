@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from lidsplit._io import atomic_write_text
+from lidsplit.common.errors import DamagedFileError
+from lidsplit.common.io import read_json
 from lidsplit.supernet import SearchSpace, SubSupernet
 
 __all__ = ["SplitNode", "SplitTree"]
@@ -277,8 +279,14 @@ class SplitTree:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SplitTree:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_json(json.load(f))
+        """The tree saved at ``path``; a file that is not a readable split tree raises ``DamagedFileError``
+        naming it."""
+        remedy = "delete it (or the split run's directory) and split again"
+        data = read_json(path, what="split tree", remedy=remedy)
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise DamagedFileError(path, "split tree", f"not a split tree: {type(e).__name__}: {e}", remedy) from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SplitTree) and self.to_json() == other.to_json()
