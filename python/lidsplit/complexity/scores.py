@@ -17,6 +17,7 @@ document the CLI writes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,38 +215,33 @@ def complexity_scores(
     sub: SubSupernet | None = None,
     *,
     name: str | None = None,
-    table: AccuracyTable | Mapping | None = None,
     proxy: bool = True,
-    samples: int = 50,
-    repeats: int = 1,
     seed: int = 0,
-    scale: str = "minmax",
-    degenerate: str = "worst",
-    inputs: Tensor | None = None,
-    data: str = "digits",
-    batch_size: int = 32,
-    device: str | torch.device | None = None,
+    sample_seed: int | None = None,
     arch_method: str = "exact",
     arch_scalar: str = "trace",
     arch_samples: int = 1000,
     block_counts: Mapping[str, Mapping[str, float]] | None = None,
     tasks: Sequence[str] | None = None,
-    cache: dict | None = None,
-    sample_seed: int | None = None,
+    **pds: Any,
 ) -> ComplexityScores:
     """Every score of a supernet (or a bare space / sub-supernet: no performance diversity).
 
-    See :func:`performance_diversity` and :func:`~lidsplit.complexity.architecture.architecture_diversity`
-    for the arguments; ``proxy=False`` skips jacob_cov (size, architecture diversity and tasks only).
+    ``**pds``: :func:`performance_diversity`'s keywords (``table``, ``samples``, ``repeats``, ``scale``,
+    ``degenerate``, ``inputs``, ``data``, ``batch_size``, ``device``, ``cache``); ``seed`` /
+    ``sample_seed`` serve both it and :func:`~lidsplit.complexity.architecture.architecture_diversity`
+    (``arch_*``, ``block_counts``); ``proxy=False`` skips jacob_cov (size, architecture diversity and tasks
+    only).
     """
+    unknown = sorted(set(pds) - _PDS_KEYWORDS)
+    if unknown:
+        raise TypeError(f"complexity_scores: unknown keyword(s) {unknown}; performance diversity takes "
+                        f"{sorted(_PDS_KEYWORDS)}")
     model, space, sub = _resolve(obj, sub)
     note = None
     perf = None
     if model is not None and proxy:
-        perf = performance_diversity(model, sub, table=table, samples=samples, repeats=repeats, seed=seed,
-                                     scale=scale, degenerate=degenerate, inputs=inputs, data=data,
-                                     batch_size=batch_size, device=device, cache=cache,
-                                     sample_seed=sample_seed)
+        perf = performance_diversity(model, sub, seed=seed, sample_seed=sample_seed, **pds)
     elif model is None and proxy:
         note = "no supernet module given: performance diversity not computed"
     arch = architecture_diversity(model if model is not None else space, sub, method=arch_method,
@@ -257,6 +253,10 @@ def complexity_scores(
         name = type(model).__name__ if model is not None else "space"
     return ComplexityScores(name=name, size=int(sub.size), performance=perf, architecture=arch, tasks=t,
                             tasks_declared=declared, sub=sub, note=note)
+
+
+#: the keywords that complexity_scores passes on to performance_diversity
+_PDS_KEYWORDS = frozenset(inspect.signature(performance_diversity).parameters) - {"model", "sub", "seed", "sample_seed"}
 
 
 def tree_complexity(tree: Any, model: nn.Module | None = None, *, leaves: Sequence[int] | None = None,

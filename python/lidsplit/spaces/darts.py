@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -171,20 +172,11 @@ class DartsSupernet(Supernet):
 
 
 @register_space("darts")
-def darts(
-    C: int = 8,
-    layers: int = 5,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    steps: int = 4,
-    stem_multiplier: int = 3,
-    affine: bool = False,
-    track_running_stats: bool = True,
-    ops: Sequence[str] = DARTS_OPS,
-) -> DartsSupernet:
-    """DARTS search supernet (DARTS uses C=16, layers=8, in_channels=3); reduction cells at layers//3 and
-    2*layers//3. Input sides must stay >= 1 after two halvings."""
-    return DartsSupernet(C, layers, num_classes, in_channels, steps, stem_multiplier, affine, track_running_stats, ops)
+def darts(**kw: Any) -> DartsSupernet:
+    """DARTS search supernet; see :class:`DartsSupernet` for the arguments (small defaults: C=8, layers=5,
+    in_channels=1; DARTS itself uses C=16, layers=8, in_channels=3). Reduction cells at layers//3 and
+    2*layers//3; input sides must stay >= 1 after two halvings."""
+    return DartsSupernet(**kw)
 
 
 # ---- genotypes ------------------------------------------------------------------------------------

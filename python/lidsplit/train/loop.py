@@ -259,6 +259,82 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _train_config(epochs: int | None, config: TrainConfig | None, hparams: dict[str, Any]) -> TrainConfig:
+    """``config``, or a ``TrainConfig`` built from ``epochs`` and ``hparams`` (not both)."""
+    if config is None:
+        if epochs is None:
+            raise TypeError("train_subsupernet needs epochs (or config=TrainConfig(...))")
+        return TrainConfig(epochs=epochs, **hparams)
+    if hparams or (epochs is not None and epochs != config.epochs):
+        raise TypeError("pass either config=TrainConfig(...) or epochs and hyper-parameters, not both")
+    return config
+
+
+def _restore(ck: dict[str, Any], ck_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             path_gen: torch.Generator, gen: Any, loader_gen_state: Tensor | None) -> Tensor | None:
+    """Load a checkpoint's model, optimiser, generators and RNG states; returns the loader generator's
+    state of the epoch in progress."""
+    try:
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        path_gen.set_state(ck["path_generator"])
+        if ck.get("loader_generator") is not None:
+            loader_gen_state = ck["loader_generator"]
+            if isinstance(gen, torch.Generator):
+                gen.set_state(loader_gen_state)
+        _set_rng_state(ck["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ck_path}: this training checkpoint is damaged ({type(e).__name__}); remove it "
+                              "to restart this training") from None
+    return loader_gen_state
+
+
+def _check_inputs(model: nn.Module, sub: SubSupernet, loaders: Any, checkpoint_every: int | None) -> tuple[Any, int]:
+    """The training loader and its batches per epoch, after checking ``sub`` and ``checkpoint_every``."""
+    space = search_space(model)
+    if not isinstance(sub, SubSupernet) or sub.space != space:
+        raise ValueError(f"sub must be a SubSupernet of the model's search space {space!r}, got {sub!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
+    loader = getattr(loaders, "train", loaders)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError("the training loader yields no batches")
+    return loader, steps_per_epoch
+
+
+def _epoch_metrics(run: dict[str, Any], epoch: int, batch: int, steps_per_epoch: int, lr: float,
+                   t0: float) -> dict[str, float]:
+    """The history entry of the epoch just finished (``epoch`` counts from 0)."""
+    if batch != steps_per_epoch:
+        raise RuntimeError(f"the training loader yielded {batch} batches in epoch {epoch + 1}, "
+                           f"expected len(loader) = {steps_per_epoch}")
+    n = max(run["count"], 1)
+    return {"epoch": epoch + 1, "train_loss": run["loss"] / n, "train_acc": run["correct"] / n,
+            "lr": lr, "seconds": time.perf_counter() - t0}
+
+
+def _path_step(model: nn.Module, arch: tuple[int, ...], optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+               x: Tensor, y: Tensor, loss_fn: Callable[[Any, Tensor], Tensor] | None, run: dict[str, Any]) -> float:
+    """One optimiser step on the batch ``(x, y)`` through the single path ``arch``; adds the batch to the
+    running metrics ``run`` and returns its loss."""
+    with use_path(model, arch):
+        out = model(x)
+    logits = logits_of(out)
+    loss = F.cross_entropy(logits, y) if loss_fn is None else loss_fn(out, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.grad_clip)
+    optimizer.step()
+    lv = float(loss.detach())
+    run["loss"] += lv * y.shape[0]
+    hits = (logits.detach().argmax(-1) == y).reshape(y.shape[0], -1)
+    run["correct"] += int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
+    run["count"] += int(y.shape[0])
+    return lv
+
+
 def train_subsupernet(
     model: nn.Module,
     sub: SubSupernet,
@@ -299,22 +375,8 @@ def train_subsupernet(
     Returns a ``TrainResult`` (history: per finished epoch ``epoch`` (1-based), ``train_loss``,
     ``train_acc`` (of the sampled paths), ``lr`` (at the epoch's last step), ``seconds``).
     """
-    if config is None:
-        if epochs is None:
-            raise TypeError("train_subsupernet needs epochs (or config=TrainConfig(...))")
-        config = TrainConfig(epochs=epochs, **hparams)
-    elif hparams or (epochs is not None and epochs != config.epochs):
-        raise TypeError("pass either config=TrainConfig(...) or epochs and hyper-parameters, not both")
-    cfg = config
-    space = search_space(model)
-    if not isinstance(sub, SubSupernet) or sub.space != space:
-        raise ValueError(f"sub must be a SubSupernet of the model's search space {space!r}, got {sub!r}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
-    loader = getattr(loaders, "train", loaders)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError("the training loader yields no batches")
+    cfg = _train_config(epochs, config, hparams)
+    loader, steps_per_epoch = _check_inputs(model, sub, loaders, checkpoint_every)
     stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
     device = model_device(model)
     optimizer = make_optimizer(model, cfg)
@@ -336,18 +398,7 @@ def train_subsupernet(
 
     if ck_path is not None and ck_path.exists():
         ck = _resume(ck_path, identity)
-        try:
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            path_gen.set_state(ck["path_generator"])
-            if ck.get("loader_generator") is not None:
-                loader_gen_state = ck["loader_generator"]
-                if isinstance(gen, torch.Generator):
-                    gen.set_state(loader_gen_state)
-            _set_rng_state(ck["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{ck_path}: this training checkpoint is damaged ({type(e).__name__}); remove it "
-                                  "to restart this training") from None
+        loader_gen_state = _restore(ck, ck_path, model, optimizer, path_gen, gen, loader_gen_state)
         epoch, batch, step, run, history = ck["epoch"], ck["batch"], ck["step"], ck["running"], ck["history"]
         resumed = {"epoch": epoch, "batch": batch, "step": step}
     elif ck_path is not None and not ck_path.parent.is_dir():
@@ -387,20 +438,7 @@ def train_subsupernet(
                 for g in optimizer.param_groups:
                     g["lr"] = last_lr
                 arch = sub.sample(path_gen)
-                with use_path(model, arch):
-                    out = model(x)
-                logits = logits_of(out)
-                loss = F.cross_entropy(logits, y) if loss_fn is None else loss_fn(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.grad_clip)
-                optimizer.step()
-                lv = float(loss.detach())
-                run["loss"] += lv * y.shape[0]
-                hits = (logits.detach().argmax(-1) == y).reshape(y.shape[0], -1)
-                run["correct"] += int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
-                run["count"] += int(y.shape[0])
+                lv = _path_step(model, arch, optimizer, cfg, x, y, loss_fn, run)
                 batch += 1
                 step += 1
                 bar.set_postfix(loss=f"{run['loss'] / run['count']:.3f}",
@@ -410,12 +448,7 @@ def train_subsupernet(
                 if on_step is not None:
                     on_step(TrainEvent("step", epoch, batch - 1, step, arch=arch, loss=lv, model=model))
             bar.close()
-            if batch != steps_per_epoch:
-                raise RuntimeError(f"the training loader yielded {batch} batches in epoch {epoch + 1}, "
-                                   f"expected len(loader) = {steps_per_epoch}")
-            n = max(run["count"], 1)
-            metrics = {"epoch": epoch + 1, "train_loss": run["loss"] / n, "train_acc": run["correct"] / n,
-                       "lr": last_lr, "seconds": time.perf_counter() - t0}
+            metrics = _epoch_metrics(run, epoch, batch, steps_per_epoch, last_lr, t0)
             history.append(metrics)
             epoch, batch = epoch + 1, 0
             run = {"loss": 0.0, "correct": 0, "count": 0}
