@@ -122,6 +122,11 @@ class DartsCell(nn.Module):
 
 
 class DartsSupernet(Supernet):
+    """The DARTS search supernet: a stem (``stem_multiplier * C`` channels), ``layers`` cells of ``steps``
+    nodes (every node sums one :class:`~lidsplit.supernet.Choice` of ``ops`` per earlier state), reduction
+    cells at ``layers // 3`` and ``2 * layers // 3``, global pooling and a linear classifier for
+    ``num_classes``; ``affine`` / ``track_running_stats``: the ops' BatchNorm."""
+
     def __init__(
         self,
         C: int = 8,
