@@ -27,13 +27,11 @@ import argparse
 import math
 import os
 import random
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
 import lidsplit
+from _timing import timed
 from lidsplit.ops import gradient_gram
 
 MIXES = {"huge": 50, "tiny": 2000}
@@ -72,22 +70,6 @@ def cat_matmul(grads: list[list[torch.Tensor]]) -> torch.Tensor:
     return (v @ v.T).double()
 
 
-def timed(fns: dict[str, Callable[[], object]], device: torch.device, repeat: int) -> dict[str, float]:
-    """Median seconds per function over `repeat` rounds after one warm-up; the functions take turns."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeat + 1):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if r:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", nargs="+", type=int, default=[2, 5, 8, 16])
@@ -115,7 +97,7 @@ def main() -> None:
             ours = gradient_gram(grads)
             d = ours.diagonal().sqrt()
             diff = float(((dot_loop(grads) - ours).abs() / (d[:, None] * d[None, :])).max())
-            ms = {k: v * 1e3 for k, v in res.items()}
+            ms = {k: med * 1e3 for k, (med, _) in res.items()}
             print(f"{n:>3} {mix:<5}{count:>6}{ms['floor']:>9.2f}{ms['lidsplit']:>10.2f}{ms['loop']:>10.2f}"
                   f"{ms['cat']:>9.2f}{ms['lidsplit'] / ms['floor']:>16.2f}{ms['loop'] / ms['lidsplit']:>15.2f}"
                   f"{ms['cat'] / ms['lidsplit']:>14.2f}{diff:>14.1e}", flush=True)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 import lidsplit
+from _timing import timed
 from lidsplit.ops import masked_sum
 
 
@@ -35,22 +34,6 @@ def python_sum(xs, w):
 
 def stack_einsum(xs, w):
     return torch.einsum("n,n...->...", w, torch.stack(xs))
-
-
-def timed(fns: dict[str, Callable[[], None]], device: torch.device, repeat: int, warmup: int = 3) -> dict[str, tuple[float, float]]:
-    """Median and min seconds per function; the functions take turns, so load changes hit all alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(warmup + repeat):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -102,7 +85,7 @@ def main() -> None:
     print(f"{'method':<30}{'median ms':>11}{'(min)':>9}{'baseline/lidsplit':>19}")
     fns = {name: fwd_bwd(fn, weights, True) for name, fn in methods}
     fns[f"traffic floor ({3 * n + 2} tensors)"] = floor_buf.sum
-    res = timed(fns, device, args.repeat)
+    res = timed(fns, device, args.repeat, warmup=3)
     ours = res[methods[0][0]][0]
     for name, (med, mn) in res.items():
         rows.append((name, med, mn))
@@ -117,7 +100,7 @@ def main() -> None:
     onehot[0] = 1
     for name, fn in methods[:3]:
         for label, make in (("forward", lambda fn, w: fwd(fn, w)), ("fwd + bwd", lambda fn, w: fwd_bwd(fn, w, False))):
-            res = timed({"ones": make(fn, ones), "onehot": make(fn, onehot)}, device, args.repeat)
+            res = timed({"ones": make(fn, ones), "onehot": make(fn, onehot)}, device, args.repeat, warmup=3)
             t_ones, t_hot = res["ones"][0], res["onehot"][0]
             print(f"{name + ', ' + label:<34}{t_ones * 1e3:>9.2f}{t_hot * 1e3:>12.2f}{t_hot / t_ones:>14.2f}")
     print("\nNote: with a 0 weight, lidsplit's forward never reads that input, and its eager CPU backward gives it\n"
