@@ -3,10 +3,12 @@
 See ``.dev/SUPERNET_CONTRACT.md`` for the contract other packages build against.
 """
 
+from lidsplit.supernet.adapt import adapt
 from lidsplit.supernet.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm, is_group_aware
 from lidsplit.supernet.choice import (
     Choice,
     Mixture,
+    SharedModulesWarning,
     choices,
     edge_parameters,
     materialize,
@@ -28,7 +30,9 @@ __all__ = [
     "Mixture",
     "SampledPath",
     "SearchSpace",
+    "SharedModulesWarning",
     "SubSupernet",
+    "adapt",
     "choices",
     "convert_batchnorm",
     "edge_parameters",
