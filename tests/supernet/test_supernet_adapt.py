@@ -298,3 +298,17 @@ def test_adapt_errors_name_the_problem():
     assert not any(isinstance(m, Choice) for m in net.modules())  # refused before anything changed
     with pytest.raises(ValueError, match="label of cells.0._ops.0 must be a non-empty string"):
         adapt(net, fx.MixedOp, label=lambda n, m: "")
+
+
+def test_gm_fallback_to_the_whole_model_warns():
+    from lidsplit.spaces import nb201
+    from lidsplit.supernet import shared_parameters
+
+    net = darts()
+    with pytest.warns(SharedModulesWarning, match="Network defines no shared_modules"):
+        whole = shared_parameters(net, "normal/2<-0")
+    assert {id(p) for p in net.stem.parameters()} <= {id(p) for p in whole}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shared_parameters(nb201(C=2, N=1), "1<-0")  # defines shared_modules(): silent
+        shared_parameters(net, "normal/2<-0", modules=list(net.cells))  # modules given: silent

@@ -51,6 +51,22 @@ class Choice(nn.Module):
     subclass may pass op names only (``ops`` a sequence of ``str``); ``self.ops`` is then ``None``.
 
     An op module whose attribute ``is_zero`` is true outputs exact zeros (``none``); mixtures skip it.
+
+    A Choice is a sequence of its op modules (``len``, ``choice[i]`` or ``choice["name"]``, iteration), as
+    NNI's LayerChoice is, so forwards that index or iterate edges (GDAS / SETN / ENAS) run; calling an op
+    module directly bypasses the modes. Another codebase's mixed ops become Choices in place with
+    :func:`~lidsplit.supernet.adapt` (their own forward, methods and state-dict keys kept).
+
+    The supernet contract (what the rest of lidsplit asks of the model holding Choices): nothing beyond
+    the Choices themselves. Two optional methods on the model tune the split criteria:
+
+    * ``feature_layers() -> list[nn.Module]``: the modules whose outputs characterise the network, in
+      forward order; the ``lid`` criterion profiles them (without it, pass
+      ``criterion_options={"layers": callable(model)}``; ``lid`` raises otherwise), as do the report's
+      LID profiles.
+    * ``shared_modules() -> list[nn.Module]``: GM-NAS's "shared weights", the searchable body without stem
+      and classifier, whose gradients ``gm`` matches (see :func:`shared_parameters`); without it ``gm``
+      takes every parameter of the model outside the edge and warns (:class:`SharedModulesWarning`).
     """
 
     def __init__(self, label: str, ops: Mapping[str, nn.Module] | Sequence[tuple[str, nn.Module]] | Sequence[str]):
