@@ -133,6 +133,11 @@ def test_choice_is_a_sequence_of_its_ops():
         op["conv"]
     native = Choice("e", {"a": nn.Identity(), "b": nn.ReLU()})
     assert len(native) == 2 and [type(m) for m in native] == [nn.Identity, nn.ReLU] and native["b"] is native[1]
+    names_only = Choice("e", ["a", "b"])  # an entangled-style choice: no op modules to hand out
+    with pytest.raises(TypeError, match="has no op modules to index"):
+        names_only[0]
+    with pytest.raises(TypeError, match="has no op modules to iterate"):
+        list(names_only)
 
 
 def test_copies_and_pickles_stay_adapted():
@@ -227,9 +232,12 @@ def test_autodl_nasnet_mixed_op_methods_taken_over(rgb):
     with use_sampled_path(net, generator=torch.Generator().manual_seed(0)) as h:
         net(X)
         assert len(h.history) == 1
-    tree = lidsplit.run_split(nasnet(), rgb, "lid", 1, seed=0, **SPLIT,
-                              criterion_options={"k": 5, "layers": lambda m: [m.squeeze]})
-    assert tree.space == search_space(net) and len(tree.leaves()) == 2
+    lid = lidsplit.run_split(nasnet(), rgb, "lid", 1, seed=0, **SPLIT,
+                             criterion_options={"k": 5, "layers": lambda m: [m.squeeze]})
+    gm = lidsplit.run_split(nasnet(), rgb, "gm", 1, seed=0, **SPLIT,
+                            criterion_options={"params": lambda m, label: [m.squeeze.weight]})
+    for tree in (lid, gm):
+        assert tree.space == search_space(net) and len(tree.leaves()) == 2
 
 
 # ---- NNI LayerChoice -----------------------------------------------------------------------------------
