@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from lidsplit.common.seeds import derive_seed
-from lidsplit.data import load
+from lidsplit.data import DataSplits, load
 from lidsplit.split.proxies import DegenerateProxyError, jacob_cov
 from lidsplit.supernet import Arch, use_path
 
@@ -62,6 +62,7 @@ __all__ = [
     "pds_from_sd",
     "jacob_cov_scores",
     "evaluation_batch",
+    "model_input_channels",
     "PerformanceDiversity",
 ]
 
@@ -127,27 +128,52 @@ def pds(jacob_cov_values: Sequence[float] | np.ndarray, accuracy: Sequence[float
 # ---- jacob_cov over architectures ---------------------------------------------------------------
 
 
-def evaluation_batch(data: str | Tensor = "digits", batch_size: int = 32, seed: int = 0, *,
+def model_input_channels(model: nn.Module) -> int | None:
+    """The channels of the images ``model`` takes: ``model.in_channels`` or ``model.input_shape[0]`` when
+    the model declares them, else the ``in_channels`` of its first convolution (module order); None when
+    neither tells (e.g. a token model)."""
+    declared = getattr(model, "input_shape", None)
+    if isinstance(declared, (tuple, list)) and declared and isinstance(declared[0], int):
+        return int(declared[0])
+    declared = getattr(model, "in_channels", None)
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return int(m.in_channels)
+    return None
+
+
+def evaluation_batch(data: str | Tensor | DataSplits = "digits", batch_size: int = 32, seed: int = 0, *,
                      in_channels: int = 1, image_size: int = 8) -> Tensor:
     """The fixed batch jacob_cov is computed on: ``batch_size`` images drawn (seeded) from the train
-    split of ``data`` (``"digits"``: 1x8x8; ``"synthetic"``: ``in_channels`` x ``image_size``^2), or the
-    given tensor itself. jacob_cov needs ``batch_size`` below the input dimension (64 for digits) to
-    avoid a singular correlation matrix; default 32."""
+    split of ``data`` (``"digits"``: 1x8x8, its channel repeated to ``in_channels``; ``"synthetic"``:
+    ``in_channels`` x ``image_size``^2; a ``DataSplits``: the run's data, as it is), or the given tensor
+    itself. jacob_cov needs ``batch_size`` below the input dimension (64 for digits) to avoid a singular
+    correlation matrix; default 32."""
     if isinstance(data, Tensor):
         if data.dim() < 2 or data.shape[0] < 2:
             raise ValueError(f"complexity: the evaluation batch needs >= 2 samples, got shape {tuple(data.shape)}")
         return data
     if batch_size < 2:
         raise ValueError(f"complexity: batch_size must be >= 2 (jacob_cov correlates samples), got {batch_size}")
-    if data == "synthetic":
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"complexity: in_channels must be an int >= 1, got {in_channels!r}")
+    if isinstance(data, DataSplits):
+        splits, what = data, f"the {data.name or 'given'} data"
+    elif data == "synthetic":
         splits = load("synthetic", n=max(256, 2 * batch_size), in_channels=in_channels, image_size=image_size, seed=seed)
+        what = repr(data)
     else:
-        splits = load(data, seed=seed) if data == "digits" else load(data)
+        splits, what = (load(data, seed=seed) if data == "digits" else load(data)), repr(data)
     x = splits.train.x
     if batch_size > x.shape[0]:
-        raise ValueError(f"complexity: batch_size {batch_size} exceeds the {x.shape[0]} training images of {data!r}")
+        raise ValueError(f"complexity: batch_size {batch_size} exceeds the {x.shape[0]} training images of {what}")
     g = torch.Generator().manual_seed(derive_seed("lidsplit.complexity", "batch", int(seed)))
-    return x[torch.randperm(x.shape[0], generator=g)[:batch_size]].contiguous()
+    x = x[torch.randperm(x.shape[0], generator=g)[:batch_size]]
+    if data == "digits" and in_channels != 1:  # grey digits for a colour model: the same image per channel
+        x = x.expand(-1, in_channels, *x.shape[2:])
+    return x.contiguous()
 
 
 def jacob_cov_scores(model: nn.Module, archs: Sequence[Arch], x: Tensor, *, seed: int = 0,

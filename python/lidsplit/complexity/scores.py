@@ -26,12 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from lidsplit.common.seeds import derive_seed
+from lidsplit.data import DataSplits
 from lidsplit.complexity.architecture import ArchitectureDiversity, architecture_diversity
 from lidsplit.complexity.performance import (
     DEGENERATE,
     PerformanceDiversity,
     _check_scale,
     evaluation_batch,
+    model_input_channels,
     jacob_cov_scores,
     summarise,
 )
@@ -157,7 +159,7 @@ def performance_diversity(
     scale: str = "minmax",
     degenerate: str = "worst",
     inputs: Tensor | None = None,
-    data: str = "digits",
+    data: str | DataSplits = "digits",
     batch_size: int = 32,
     device: str | torch.device | None = None,
     cache: dict | None = None,
@@ -165,7 +167,9 @@ def performance_diversity(
 ) -> PerformanceDiversity:
     """jacob_cov spread and PDS of ``model``'s space (or ``sub``) over ``repeats`` samples of ``samples``
     architectures (every architecture if the (sub-)space, or the table inside it, holds at most
-    ``samples``). ``inputs``: the batch (default: ``batch_size`` images of ``data`` chosen by ``seed``).
+    ``samples``). ``inputs``: the batch (default: ``batch_size`` images of ``data`` chosen by ``seed``,
+    with as many channels as the model takes, :func:`model_input_channels`; ``data`` may be the run's
+    ``DataSplits``).
     ``seed`` also seeds jacob_cov; ``sample_seed`` (default ``seed``) the choice of architectures.
     ``cache`` (arch -> jacob_cov) is reused across calls: only share it between calls with the same
     model, batch and seed."""
@@ -189,7 +193,8 @@ def performance_diversity(
             note = "the accuracy table has no architecture of this (sub-)space: pds=None"
             candidates, table = None, None
     pop = Population(sub, samples, repeats, seed if sample_seed is None else sample_seed, candidates)
-    x = evaluation_batch(inputs if inputs is not None else data, batch_size, seed)
+    x = evaluation_batch(inputs if inputs is not None else data, batch_size, seed,
+                         in_channels=model_input_channels(model) or 1)
     if device is not None:
         x = x.to(device)
     else:
@@ -204,7 +209,8 @@ def performance_diversity(
     settings = {
         "samples": int(samples), "repeats_requested": int(repeats), "seed": int(seed),
         "sample_seed": int(seed if sample_seed is None else sample_seed),
-        "batch": list(x.shape), "data": "tensor" if inputs is not None else data,
+        "batch": list(x.shape),
+        "data": "tensor" if inputs is not None else data.name or "DataSplits" if isinstance(data, DataSplits) else data,
     }
     return summarise(pop.samples, scores, table, scale=scale, degenerate=degenerate, population=pop.kind,
                      note=note, settings=settings)

@@ -123,7 +123,8 @@ def tree_summary(tree: SplitTree) -> dict[str, Any]:
 
 
 def _record_json(tree: SplitTree, r: Record) -> dict[str, Any]:
-    return {"arch": list(r.arch), "arch_names": list(tree.space.names(r.arch)), "acc": r.acc, "loss": r.loss,
+    return {"arch": list(r.arch), "arch_names": list(tree.space.names(r.arch)),
+            "arch_ops": tree.space.to_dict(r.arch), "acc": r.acc, "loss": r.loss,
             "leaf": r.leaf, "n": r.n}
 
 

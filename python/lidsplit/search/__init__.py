@@ -18,14 +18,16 @@
 
 Nothing here reads a benchmark's true accuracy to steer or stop a search.
 
-An outside optimiser (Optuna, Syne Tune, ...) drives the leaves as its objective, e.g. with Optuna::
+An outside optimiser (Optuna, Syne Tune, ...) drives the leaves as its objective. Architectures may be
+label-keyed dicts (``{"normal/2<-0": "sep_conv_3x3", ...}``) wherever an op-index tuple is accepted
+(``space.to_dict`` / ``space.from_dict`` convert). With Optuna (``optuna_objective``; ``record=AskTell(...)``
+also keeps a lidsplit history)::
 
     ev = LeafEvaluator(tree, models, loaders)
     study = optuna.create_study(direction="maximize")
-    for _ in range(100):
-        trial = study.ask()
-        arch = tuple(trial.suggest_categorical(e.label, list(range(e.num_ops))) for e in tree.space.edges)
-        study.tell(trial, ev.evaluate(arch).acc)
+    study.optimize(optuna_objective(ev), n_trials=100)
+
+``config_space(tree)`` is the Syne Tune-style ``{label: Categorical(op names)}``.
 
 or a built-in strategy is driven from outside: ``at = AskTell(Evolution(tree), history="h.json")``, then
 ``while (a := at.ask()) is not None: at.tell(a, ev.evaluate(a))``.
@@ -51,6 +53,7 @@ from lidsplit.search.gradient import (
     gradient_search,
     sample_weights,
 )
+from lidsplit.search.interop import Categorical, config_space, optuna_distributions, optuna_objective
 from lidsplit.search.ranking import kendall_tau, rank_correlations, spearman_rho
 from lidsplit.search.select import (
     CRITERIA,
@@ -74,6 +77,10 @@ from lidsplit.search.strategies import (
 )
 
 __all__ = [
+    "Categorical",
+    "config_space",
+    "optuna_distributions",
+    "optuna_objective",
     "STRATEGIES",
     "make_strategy",
     "AskTell",

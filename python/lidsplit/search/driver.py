@@ -274,11 +274,15 @@ class AskTell:
             self.identity,
             finished=res.finished,
             evaluations=res.evaluations,
-            best=None if best is None else best.to_json(),
-            picks=[p.to_json() for p in res.picks().values()],
+            best=None if best is None else self._with_ops(best),
+            picks=[self._with_ops(p) for p in res.picks().values()],
             records=[r.to_json() for r in self.records],
             oracle=self.oracle_values,
         )
+
+    def _with_ops(self, r: Record) -> dict[str, Any]:
+        """A record's JSON plus its architecture as ``{edge label: op name}`` (``arch_ops``)."""
+        return {**r.to_json(), "arch_ops": self.strategy.domain.space.to_dict(r.arch)}
 
     def save(self) -> Path | None:
         """Write the history now (atomically); returns its path (None without one)."""

@@ -761,6 +761,11 @@ def run_split(
     seed: every random choice of the run derives from it.
     run_dir: directory for checkpoints / resume (created if missing).
     progress: tqdm bars; callback: see :class:`SplitEvent`.
+
+    The model (the supernet contract, :class:`~lidsplit.supernet.Choice`): any module holding Choices (or
+    another codebase's supernet after :func:`~lidsplit.supernet.adapt`). ``lid`` profiles
+    ``model.feature_layers()`` (or ``criterion_options={"layers": callable(model)}``); ``gm`` matches the
+    gradients of ``model.shared_modules()`` (default: the whole model, with a ``SharedModulesWarning``).
     """
     config = SplitConfig(criterion, policy, warmup_epochs, finetune_epochs, restart, lr_schedule, carry_optimizer,
                          train, batch_size, batches, score_batch_size, rule, balanced, candidates, seed,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +51,22 @@ class Choice(nn.Module):
     subclass may pass op names only (``ops`` a sequence of ``str``); ``self.ops`` is then ``None``.
 
     An op module whose attribute ``is_zero`` is true outputs exact zeros (``none``); mixtures skip it.
+
+    A Choice is a sequence of its op modules (``len``, ``choice[i]`` or ``choice["name"]``, iteration), as
+    NNI's LayerChoice is, so forwards that index or iterate edges (GDAS / SETN / ENAS) run; calling an op
+    module directly bypasses the modes. Another codebase's mixed ops become Choices in place with
+    :func:`~lidsplit.supernet.adapt` (their own forward, methods and state-dict keys kept).
+
+    The supernet contract (what the rest of lidsplit asks of the model holding Choices): nothing beyond
+    the Choices themselves. Two optional methods on the model tune the split criteria:
+
+    * ``feature_layers() -> list[nn.Module]``: the modules whose outputs characterise the network, in
+      forward order; the ``lid`` criterion profiles them (without it, pass
+      ``criterion_options={"layers": callable(model)}``; ``lid`` raises otherwise), as do the report's
+      LID profiles.
+    * ``shared_modules() -> list[nn.Module]``: GM-NAS's "shared weights", the searchable body without stem
+      and classifier, whose gradients ``gm`` matches (see :func:`shared_parameters`); without it ``gm``
+      takes every parameter of the model outside the edge and warns (:class:`SharedModulesWarning`).
     """
 
     def __init__(self, label: str, ops: Mapping[str, nn.Module] | Sequence[tuple[str, nn.Module]] | Sequence[str]):
@@ -81,6 +99,29 @@ class Choice(nn.Module):
 
     def __len__(self) -> int:
         return len(self.op_names)
+
+    # a sequence of its candidates, as NNI's LayerChoice and a plain ModuleList edge are, so that foreign
+    # forwards indexing or iterating edges (GDAS / SETN / ENAS) run
+    def __getitem__(self, index: int | str) -> nn.Module:
+        """The op module at position `index` (negative counts from the end) or named `index`."""
+        if self.ops is None:
+            raise TypeError(f"lidsplit: Choice {self.label!r} ({type(self).__name__}) has no op modules to index; "
+                            "use fixed(i) for a standalone module of op i")
+        if isinstance(index, str):
+            if index not in self.op_names:
+                raise KeyError(f"lidsplit: Choice {self.label!r} has no op {index!r}; ops are {list(self.op_names)}")
+            return self.ops[self.op_names.index(index)]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"lidsplit: Choice {self.label!r}: index ops by int or op name, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"lidsplit: Choice {self.label!r}: op index {index} out of range for {len(self)} ops")
+        return self.ops[index % len(self)]
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        """The op modules, in op order."""
+        if self.ops is None:
+            raise TypeError(f"lidsplit: Choice {self.label!r} ({type(self).__name__}) has no op modules to iterate")
+        return iter(tuple(self.ops))
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}, ops={list(self.op_names)}"
@@ -214,15 +255,31 @@ def edge_parameters(model: nn.Module, label: str) -> list[nn.Parameter]:
     return out
 
 
+class SharedModulesWarning(UserWarning):
+    """A supernet without ``shared_modules()``: GM-NAS's shared weights fall back to the whole model."""
+
+
 def shared_parameters(
     model: nn.Module, exclude_label: str, modules: Sequence[nn.Module] | None = None
 ) -> list[nn.Parameter]:
     """GM-NAS "shared weights" for splitting edge `exclude_label`: the parameters of `modules` (default:
     ``model.shared_modules()`` when the model defines it, e.g. the NB201 cells and ResNet blocks without
-    stem, final BN and classifier; else the whole model) minus those of the edge's ops."""
+    stem, final BN and classifier; else the whole model, with a :class:`SharedModulesWarning`) minus those
+    of the edge's ops."""
     excluded = {id(p) for p in edge_parameters(model, exclude_label)}
     if modules is None:
-        modules = model.shared_modules() if hasattr(model, "shared_modules") else [model]
+        if hasattr(model, "shared_modules"):
+            modules = model.shared_modules()
+        else:
+            warnings.warn(
+                f"lidsplit: {type(model).__name__} defines no shared_modules(), so GM-NAS's shared weights are "
+                "every parameter of the whole model outside the edge (stem and classifier included, unlike "
+                "GM-NAS). Define shared_modules() on the model (the searchable body) or pass "
+                "criterion_options={'params': callable(model, label)}",
+                SharedModulesWarning,
+                stacklevel=2,
+            )
+            modules = [model]
     seen: set[int] = set()
     out = []
     for mod in modules:

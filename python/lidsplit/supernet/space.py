@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -112,10 +112,14 @@ class SearchSpace:
             raise KeyError(f"lidsplit: edge {e.label!r} has no op {name!r}; ops are {list(e.ops)}") from None
 
     # ---- architectures ----------------------------------------------------------------------------
-    def validate_arch(self, arch: Iterable[int | str]) -> Arch:
-        """Return `arch` as a tuple of op indices; accepts op names in place of indices. Raises on error."""
+    def validate_arch(self, arch: Iterable[int | str] | Mapping[str, int | str]) -> Arch:
+        """Return `arch` as a tuple of op indices. Accepts op names in place of indices, and a label-keyed
+        dict (``{"normal/2<-0": "sep_conv_3x3", ...}``, NNI / Optuna / Syne Tune style) holding every edge.
+        Raises on error."""
         if isinstance(arch, (str, bytes)):
             raise TypeError("lidsplit: an architecture is a sequence of op indices (or names), not a string")
+        if isinstance(arch, Mapping):
+            return self.from_dict(arch)
         arch = tuple(arch)
         if len(arch) != self.num_edges:
             raise ValueError(
@@ -135,6 +139,22 @@ class SearchSpace:
                 )
             out.append(a)
         return tuple(out)
+
+    def to_dict(self, arch: Iterable[int | str] | Mapping[str, int | str]) -> dict[str, str]:
+        """`arch` as ``{edge label: op name}`` in edge order (the form NNI, Optuna and Syne Tune use)."""
+        return dict(zip(self.labels, self.names(arch)))
+
+    def from_dict(self, d: Mapping[str, int | str]) -> Arch:
+        """The op-index tuple of a label-keyed architecture (values: op names or indices; every edge once)."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"lidsplit: a label-keyed architecture is a mapping label -> op, got {type(d).__name__}")
+        unknown = [k for k in d if k not in self._label_index]
+        if unknown:
+            raise KeyError(f"lidsplit: architecture names unknown edges {unknown}; labels are {list(self.labels)}")
+        missing = [lb for lb in self.labels if lb not in d]
+        if missing:
+            raise KeyError(f"lidsplit: architecture has no op for edges {missing}")
+        return self.validate_arch(tuple(d[lb] for lb in self.labels))
 
     def arch_to_index(self, arch: Sequence[int]) -> int:
         arch = self.validate_arch(arch)

@@ -78,6 +78,7 @@ class EvaluateStage(Stage):
         test = evaluate_arch(model, arch, ev.loaders, split="test", calib_batches=calib)
         final: dict[str, Any] = {
             "arch": list(arch), "arch_names": list(p.tree.space.names(arch)), **p.arch_string(arch),
+            "arch_ops": p.tree.space.to_dict(arch),
             "leaf": leaf, "selection": e.select, "selection_scores": sel["scores"],
             "selection_rounds": sel["rounds"],
             "leaf_weights": {"val_acc": val.accuracy, "val_loss": val.loss, "test_acc": test.accuracy,

@@ -69,5 +69,6 @@ class SearchStage(Stage):
 
     def _record_json(self, r: Record) -> dict[str, Any]:
         p = self.pipe
-        return {"arch": list(r.arch), "arch_names": list(p.tree.space.names(r.arch)), "leaf": r.leaf,
+        return {"arch": list(r.arch), "arch_names": list(p.tree.space.names(r.arch)),
+                "arch_ops": p.tree.space.to_dict(r.arch), "leaf": r.leaf,
                 "val_acc": r.acc, "val_loss": r.loss, **p.arch_string(r.arch)}
