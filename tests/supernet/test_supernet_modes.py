@@ -14,6 +14,7 @@ from lidsplit.supernet import (
     BatchNorm1d,
     Choice,
     Mixture,
+    SharedModulesWarning,
     SubSupernet,
     choices,
     convert_batchnorm,
@@ -578,7 +579,8 @@ def test_edge_and_shared_parameters(toy):
     ex = edge_parameters(toy, "x")
     ids = {id(p) for p in ex}
     assert ids == {id(p) for p in toy.c1.parameters()} | {id(p) for p in toy.c3.parameters()}
-    sh = shared_parameters(toy, "x")
+    with pytest.warns(SharedModulesWarning, match="shared_modules"):
+        sh = shared_parameters(toy, "x")
     assert not ids & {id(p) for p in sh}
     assert {id(p) for p in sh} == {id(p) for p in toy.parameters()} - ids
     sh2 = shared_parameters(toy, "x", modules=[toy.c2])
