@@ -26,6 +26,16 @@ def device(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():  # type: ignore[no-untyped-def]
+    """A test that runs a pipeline stage sets torch's threads (``run.threads``, default 1); the next tests
+    keep the machine's, so the kernels' threaded paths stay tested."""
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def data() -> DataSplits:
     """Tiny synthetic images: 4 classes, 1 x 8 x 8, 48 train / 16 val / 16 test (a test module may

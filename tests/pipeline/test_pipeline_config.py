@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from lidsplit.pipeline import Pipeline
 from lidsplit.pipeline.config import (
     FIELDS,
     STAGES,
@@ -108,3 +110,13 @@ def test_merge_and_identity() -> None:
     assert "split.rounds" in split_id and "search.strategy" not in split_id
     assert "search.strategy" in search_id and split_id.items() <= search_id.items()
     assert "run.progress" not in identity(m, "report")  # never changes results
+
+
+@pytest.mark.parametrize("threads, expected", [(None, 1), (2, 2), (0, "unchanged")])
+def test_run_threads_sets_torch_threads_when_a_stage_starts(tmp_path: Path, threads: int | None, expected) -> None:
+    """run.threads defaults to 1 (benchmarks/bench_load.md); 0 leaves torch's own setting."""
+    torch.set_num_threads(3)
+    raw = {} if threads is None else {"run": {"threads": threads}}
+    pipe = Pipeline(tmp_path / "run", [raw], log=lambda _m: None)
+    pipe._start("split")
+    assert torch.get_num_threads() == (3 if expected == "unchanged" else expected)

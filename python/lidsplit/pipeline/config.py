@@ -69,7 +69,9 @@ def key(default: Any, help: str, stage: str | None, *, choices: Choices | None =
 class RunSection:
     seed: int = key(0, "seed of everything: data split, initial weights, sampling, search", "split")
     device: str = key("cpu", "cpu, cuda, or auto (cuda when available)", None, choices=("cpu", "cuda", "auto"))
-    threads: int = key(0, "CPU threads for torch (0: torch's default)", None, minimum=0)
+    # one thread: the small built-in supernets train fastest on it, and it keeps a run at its share of
+    # shared cores (benchmarks/bench_load.md)
+    threads: int = key(1, "CPU threads for torch (0: torch's default, every core)", None, minimum=0)
     progress: bool = key(True, "show progress bars", None)
 
 
