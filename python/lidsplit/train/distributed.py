@@ -7,8 +7,9 @@ shard, and DDP averages the gradients. What keeps this equal to one process with
 
 - **Same architecture on every rank.** The path (or mixture sample) of a step comes from generators
   seeded from the config's seed and advanced once per step, identically on every rank (never from a
-  rank's own global RNG). Each step checks it: a fingerprint of the step's architecture is summed over
-  the ranks with the step's metrics, and ranks that disagree stop with :class:`DataParallelError`.
+  rank's own global RNG). Each step checks it before its forward: a fingerprint of the step's
+  architecture is summed over the ranks (one tiny all-reduce), and ranks that disagree stop with
+  :class:`DataParallelError` (rather than issue mismatched collectives).
 - **Unused ops.** Ops off the path get no gradient. DDP runs with ``find_unused_parameters=True``: it
   walks the autograd graph after each forward and marks the parameters that are not in it as ready, so
   the all-reduce does not wait for them (no hang). As every rank takes the same path, they are unused on
@@ -69,8 +70,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from lidsplit.common.errors import LidsplitError
 
-__all__ = ["DataParallel", "DataParallelError", "init_data_parallel", "shard_of", "data_parallel_model",
-           "synced_batch_norm", "StepReducer", "run_data_parallel", "train_data_parallel"]
+__all__ = ["DataParallel", "DataParallelError", "init_data_parallel", "shard_of", "shard_batch", "data_parallel_model",
+           "synced_batch_norm", "StepReducer", "mean_over_ranks", "run_data_parallel", "train_data_parallel"]
 
 T = TypeVar("T")
 
@@ -292,26 +293,59 @@ def data_parallel_model(model: nn.Module, parallel: DataParallel) -> Iterator[nn
 
 
 class StepReducer:
-    """Sums a step's metrics over the ranks, and checks in the same all-reduce that every rank used the
-    same architecture: with fingerprint ``f`` per rank, ``W * sum(f^2) == sum(f)^2`` iff all are equal."""
+    """The per-step collectives of a data-parallel loop besides DDP's: :meth:`check` that every rank is
+    about to run the same architecture (before the forward: ranks on different paths would otherwise
+    issue mismatched collectives and abort or hang), :meth:`sum` of the step's metrics."""
 
     def __init__(self, parallel: DataParallel, device: torch.device) -> None:
         self.parallel, self.device = parallel, device
 
-    def __call__(self, step: int, arch: Any, values: list[float]) -> list[float]:
-        """``values`` summed over the ranks; ``arch``: the step's architecture (a tuple of op indices, or
-        a mapping of sampled mixture weights)."""
-        f = float(_fingerprint(arch) & 0xFFFFF)  # 20 bits: the sums of f^2 stay exact in float64
-        t = torch.tensor([*values, f, f * f], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, group=self.parallel.group)
-        out = t.tolist()
-        s, s2 = out[-2], out[-1]
-        if self.parallel.world_size * s2 != s * s:
+    def check(self, step: int, arch: Any) -> None:
+        """``arch``: the step's architecture (a tuple of op indices, or a mapping of mixture weights)."""
+        if not self.agree(arch):
             raise DataParallelError(
-                f"data-parallel ranks trained different architectures at step {step + 1} (rank "
-                f"{self.parallel.rank}: {arch}); every rank must run the same call (same seed, config, "
+                f"data-parallel ranks are about to train different architectures at step {step + 1} (rank "
+                f"{self.parallel.rank}: {_short(arch)}); every rank must make the same call (same seed, config, "
                 "sub-supernet and data)")
-        return out[:-2]
+
+    def agree(self, value: Any) -> bool:
+        """Whether every rank holds the same ``value`` (one all-reduce): with fingerprint ``f`` per rank,
+        ``W * sum(f^2) == sum(f)^2`` iff all are equal."""
+        f = float(_fingerprint(value) & 0xFFFFF)  # 20 bits: the sums of f^2 stay exact in float64
+        t = torch.tensor([f, f * f], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, group=self.parallel.group)
+        s, s2 = t.tolist()
+        return self.parallel.world_size * s2 == s * s
+
+    def sum(self, values: list[float]) -> list[float]:
+        """``values`` summed over the ranks (float64, one all-reduce)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, group=self.parallel.group)
+        return t.tolist()
+
+
+def _short(arch: Any) -> str:
+    return repr(arch) if isinstance(arch, tuple) else f"mixture weights of {len(arch)} edges"
+
+
+def mean_over_ranks(grads: tuple[Tensor | None, ...], parallel: DataParallel) -> tuple[Tensor | None, ...]:
+    """Each gradient summed over the ranks and divided by the world size, in one all-reduce (``None``
+    stays ``None``: the same graph on every rank leaves the same gradients unset). With each rank's loss
+    weighted by its shard (:func:`shard_of`), this is the gradient of the global batch's mean loss."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return grads
+    flat = torch.cat([g.reshape(-1) for g in present])
+    dist.all_reduce(flat, group=parallel.group)
+    flat /= parallel.world_size
+    out, i = [], 0
+    for g in grads:
+        if g is None:
+            out.append(None)
+            continue
+        out.append(flat[i:i + g.numel()].view_as(g))
+        i += g.numel()
+    return tuple(out)
 
 
 def _fingerprint(arch: Any) -> int:

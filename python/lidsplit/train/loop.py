@@ -51,7 +51,7 @@ from lidsplit.common.progress import progress_bar
 from lidsplit.common.rundir import StateFormat
 from lidsplit.common.seeds import derive_seed
 from lidsplit.supernet import SubSupernet, search_space, use_path
-from lidsplit.train.distributed import DataParallel, StepReducer, data_parallel_model, shard_batch
+from lidsplit.train.distributed import DataParallel, DataParallelError, StepReducer, data_parallel_model, shard_batch
 
 __all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet", "make_optimizer",
            "cosine_lr"]
@@ -323,6 +323,8 @@ def _path_step(model: nn.Module, arch: tuple[int, ...], optimizer: torch.optim.O
     running metrics ``run`` and returns its loss. Data-parallel (``dp``: the DDP-wrapped model, this
     shard's loss weight, the step reducer, the step): ``(x, y)`` is this rank's shard, the forward runs
     through DDP, and the metrics added and returned are the global batch's."""
+    if dp is not None:
+        dp[2].check(dp[3], arch)
     with use_path(model, arch):
         out = model(x) if dp is None else dp[0](x)
     logits = logits_of(out)
@@ -336,7 +338,7 @@ def _path_step(model: nn.Module, arch: tuple[int, ...], optimizer: torch.optim.O
     hits = (logits.detach().argmax(-1) == y).reshape(y.shape[0], -1)
     correct = int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
     if dp is not None:  # the global batch's loss sum, hits and size (and the ranks' agreement on arch)
-        loss_sum, correct_sum, count = dp[2](dp[3], arch, [lv * y.shape[0], float(correct), float(y.shape[0])])
+        loss_sum, correct_sum, count = dp[2].sum([lv * y.shape[0], float(correct), float(y.shape[0])])
         lv = loss_sum / count
         run["loss"] += loss_sum
         run["correct"] += int(round(correct_sum)) if hits.shape[1] == 1 else correct_sum
@@ -449,6 +451,9 @@ def train_subsupernet(
     try:
         dp_net = wrapping.enter_context(data_parallel_model(model, parallel)) if parallel is not None else None
         reducer = StepReducer(parallel, device) if parallel is not None else None
+        if reducer is not None and not reducer.agree((epoch, batch, step)):
+            raise DataParallelError(f"data-parallel ranks start this training at different steps (rank {parallel.rank}: "
+                                    f"step {step}); the checkpoint {ck_path} must be on a file system every rank sees")
         epoch_bar = progress_bar(range(epoch, stop), enabled=progress and stop - epoch > 1, desc="epochs",
                                  initial=epoch, total=stop)
         for _ in epoch_bar:
@@ -488,6 +493,8 @@ def train_subsupernet(
             if on_epoch is not None:
                 on_epoch(TrainEvent("epoch", epoch - 1, steps_per_epoch - 1, step, metrics=dict(metrics), model=model))
         epoch_bar.close()
+        if parallel is not None:  # rank 0's checkpoint is on disk when the call returns on any rank
+            torch.distributed.barrier(group=parallel.group)
     finally:
         wrapping.close()
         model.train(was_training)
