@@ -195,3 +195,29 @@ def test_bad_group_arguments() -> None:
         run_data_parallel(print, 0)
     with pytest.raises(DataParallelError, match="not initialised"):
         DataParallel(0, 2)
+
+
+def test_split_run_with_two_processes(data: DataSplits, tmp_path: Path) -> None:
+    """run_split(nproc=2): the root's warm-up on two processes; the same tree, the same weights up to
+    rounding, and the run directory resumable by one process (nproc is not part of its identity)."""
+    from lidsplit import run_split
+    from lidsplit.common.rundir import RunDir
+
+    kw = {"criterion": "gradnorm", "policy": 1, "warmup_epochs": 1, "batch_size": BATCH, "score_batch_size": 16,
+          "progress": False,
+          "train": {"lr": 0.05}}
+    net, _ = _models()
+    two = run_split(copy.deepcopy(net), data, run_dir=tmp_path / "two", nproc=2, **kw)
+    one = run_split(copy.deepcopy(net), data, run_dir=tmp_path / "one", **kw)
+    assert [n.sub for n in two.nodes] == [n.sub for n in one.nodes]
+    load = lambda d: RunDir(d).load_state("nodes/0/trained.pt")  # noqa: E731
+    _close(load(tmp_path / "two"), load(tmp_path / "one"))
+    again = run_split(copy.deepcopy(net), data, run_dir=tmp_path / "two", **kw)  # finished: loaded as it is
+    assert [n.sub for n in again.nodes] == [n.sub for n in two.nodes]
+
+
+def test_pipeline_key_nproc() -> None:
+    from lidsplit.pipeline.config import FIELDS
+
+    f = next(f for f in FIELDS if f.section == "train" and f.key == "nproc")
+    assert f.stage is None and f.default == 1  # never changes results: may differ between sittings
