@@ -221,3 +221,14 @@ def test_pipeline_key_nproc() -> None:
 
     f = next(f for f in FIELDS if f.section == "train" and f.key == "nproc")
     assert f.stage is None and f.default == 1  # never changes results: may differ between sittings
+
+
+def test_cli_under_torchrun_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Each torchrun rank would run the whole command on one directory: refused, pointing at --nproc."""
+    from lidsplit.cli.main import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["split", "--out", str(tmp_path / "run")]) == 2
+    assert "--nproc" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -125,7 +125,8 @@ def init_data_parallel(rank: int | None = None, world_size: int | None = None, *
     Under ``torchrun`` call it without arguments (``env://``). Elsewhere (a Ray actor, a batch system)
     give ``rank``, ``world_size`` and ``init_method`` (``"tcp://host:port"``, ``"file:///shared/path"``)
     or ``store``. ``backend``: default ``nccl`` when CUDA is available (the rank's GPU is
-    ``LOCAL_RANK``, else ``rank``, modulo the visible devices), else ``gloo``. ``timeout_s``: how long a
+    ``LOCAL_RANK``, else ``rank``, modulo the visible devices), else ``gloo`` (pass ``"gloo"`` to train a
+    CPU model on a machine with GPUs). ``timeout_s``: how long a
     collective waits for a rank that does not come (then the run fails instead of hanging)."""
     if not dist.is_available():
         raise DataParallelError("torch.distributed is not available in this torch build")
@@ -384,19 +385,21 @@ def _worker(rank: int, nproc: int, fn: Callable[..., Any], args: tuple, tmp: str
 
 
 def run_data_parallel(fn: Callable[..., T], nproc: int, *args: Any, sync_bn: bool = True,
-                      backend: str | None = None) -> T:
+                      backend: str | None = None, threads: int | None = None) -> T:
     """Run ``fn(parallel, *args)`` on ``nproc`` local processes (torch.multiprocessing, spawn) forming
     one data-parallel group (a file rendezvous in a temporary directory: no port to pick); returns rank
     0's return value. ``fn`` and ``args`` must be picklable (a module-level function). Tensors in
     ``args`` travel through shared memory: every rank sees the caller's storage, so ``fn`` must copy
-    what it modifies (a model it trains). Each process uses ``torch.get_num_threads() // nproc`` threads (at least 1).
-    ``backend``: default nccl with CUDA (rank r on GPU r), else gloo. If a rank fails, the others are
+    what it modifies (a model it trains). Each process uses ``threads`` torch threads (default
+    ``torch.get_num_threads() // nproc``, at least 1: the cores shared, not oversubscribed).
+    ``backend``: default gloo (CPU tensors); ``"nccl"`` for CUDA (rank r on GPU r). If a rank fails, the others are
     ended and the earliest failure is raised here (a lidsplit error keeps its class and message)."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise DataParallelError(f"nproc: expected an int >= 1, got {nproc!r}")
+    backend = "gloo" if backend is None else backend
     if backend == "nccl" and torch.cuda.device_count() < nproc:
         raise DataParallelError(f"nproc={nproc} with nccl needs {nproc} GPUs, {torch.cuda.device_count()} visible")
-    threads = max(1, torch.get_num_threads() // nproc)
+    threads = max(1, torch.get_num_threads() // nproc) if threads is None else threads
     with tempfile.TemporaryDirectory(prefix="lidsplit-ddp-") as tmp:
         try:
             torch.multiprocessing.spawn(_worker, args=(nproc, fn, args, tmp, sync_bn, backend, threads),
@@ -440,11 +443,14 @@ def train_data_parallel(nproc: int, model: nn.Module, sub: Any, loaders: Any, *,
     (:func:`run_data_parallel`); ``model`` (in this process) receives the trained weights and the
     ``TrainResult`` is returned. With ``nproc == 1`` it is ``train_subsupernet`` in this process.
     Callbacks (``on_step`` / ``on_epoch``) run in the worker processes (they must be picklable, and what
-    they change there stays there)."""
+    they change there stays there). ``backend``: default nccl for a model on a GPU (rank r on GPU r),
+    gloo for a CPU model."""
     from lidsplit.train.loop import train_subsupernet
 
     if nproc == 1:
         return train_subsupernet(model, sub, loaders, **kwargs)
+    if backend is None:
+        backend = "nccl" if next((p.device for p in model.parameters()), torch.device("cpu")).type == "cuda" else "gloo"
     res, state = run_data_parallel(_train_rank, nproc, model, sub, loaders, kwargs, sync_bn=sync_bn,
                                    backend=backend)
     model.load_state_dict(state)

@@ -23,6 +23,10 @@ last checkpoint left off and reaches the same weights as an uninterrupted run. T
 the identity of the run (sub-supernet, config, model parameter names/shapes, loader description); a
 checkpoint of another run is refused with an error, and a file at ``path`` that is not a lidsplit
 training checkpoint is never overwritten.
+
+Data-parallel (``parallel=``, :mod:`lidsplit.train.distributed`): the same loop on every rank, each on
+its shard of every batch; rank 0 writes the checkpoint (the call returns on every rank once it is on
+disk), every rank resumes from it, on any world size.
 """
 
 from __future__ import annotations
