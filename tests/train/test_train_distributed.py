@@ -37,7 +37,9 @@ def _models() -> tuple[nn.Module, nn.Module]:
 
 
 def _sub(model: nn.Module) -> SubSupernet:
-    return SubSupernet.full(search_space(model))
+    full = SubSupernet.full(search_space(model))
+    # NB201: edge 1<-0 without its conv 1x1 (op 2), which is then never on a path (test_unused_ops_untouched)
+    return full.restrict("1<-0", [1, 3]) if "1<-0" in full.space.labels else full
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -137,6 +139,18 @@ def test_single_path_equals_one_process(ranks: Any, data: DataSplits) -> None:
         assert h1.keys() == h2.keys()
         for k in h1:
             assert h1[k] == pytest.approx(h2[k], rel=1e-5)
+
+
+def test_unused_ops_untouched(ranks: Any) -> None:
+    """An op never on a path gets no gradient under DDP either (grad None, not zeros): weight decay and
+    momentum leave it bit-identical."""
+    out, _ = ranks
+    state = out["spos"][0]
+    start = _models()[0].state_dict()
+    keys = [k for k in state if ".edges.0.ops.2." in k and k.endswith("weight")]
+    assert keys and all(torch.equal(state[k], start[k]) for k in keys)
+    moved = [k for k in state if ".edges.0.ops.3." in k and k.endswith("weight")]
+    assert moved and not any(torch.equal(state[k], start[k]) for k in moved)
 
 
 def test_resume_across_world_sizes(ranks: Any, data: DataSplits) -> None:

@@ -151,7 +151,11 @@ def init_data_parallel(rank: int | None = None, world_size: int | None = None, *
         if rank is not None:
             kw.update(rank=rank, world_size=world_size)
         dist.init_process_group(**kw)
-    return DataParallel(dist.get_rank(), dist.get_world_size(), sync_bn=sync_bn)
+    got = (dist.get_rank(), dist.get_world_size())
+    if (rank is not None and rank != got[0]) or (world_size is not None and world_size != got[1]):
+        raise DataParallelError(f"init_data_parallel(rank={rank}, world_size={world_size}): this process is already "
+                                f"rank {got[0]} of {got[1]} in torch.distributed's default group")
+    return DataParallel(got[0], got[1], sync_bn=sync_bn)
 
 
 # ---- shards -------------------------------------------------------------------------------------------
