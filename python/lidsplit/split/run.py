@@ -435,6 +435,9 @@ class SplitRun:
     every training (warm-ups, fine-tunes) runs data-parallel on that many local processes
     (``lidsplit.train.train_data_parallel``); scoring stays in this process. Not part of the run's identity:
     the weights equal one process's up to float rounding, and a run may resume with another ``nproc``.
+    An executor that runs the steps as tasks (Ray) makes a task a data-parallel group by giving it N
+    devices and calling the step on a ``SplitRun(..., nproc=N)``; ranks spread over machines call
+    ``train_subsupernet(..., parallel=init_data_parallel(rank, W, init_method=...))`` themselves.
     """
 
     def __init__(self, model: nn.Module, data: Any, config: SplitConfig, *, score_data: Any = None,
