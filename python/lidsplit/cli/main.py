@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
     cmd = getattr(args, "_command", "?")
     try:
+        if getattr(args, "_locks_out", False) and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            # every torchrun rank would run the whole command on one directory: it starts its own ranks
+            raise CLIError(f"started as one of {os.environ['WORLD_SIZE']} torchrun processes; run the command "
+                           "once and give --nproc N for data-parallel training (torchrun is for your own scripts "
+                           "calling lidsplit.train with parallel=init_data_parallel())")
         if getattr(args, "_locks_out", False):  # a pipeline command: its run directory is locked while it runs
             text = "lidsplit " + " ".join(argv if argv is not None else sys.argv[1:])
             with locked_run_dir(args.out, text):

@@ -121,6 +121,8 @@ class TrainSection:
     grad_clip: float | None = key(5.0, "max gradient norm (omit / null: no clipping)", "split", minimum=0.0)
     epochs: int = key(0, "the train stage: more fine-tuning epochs for every leaf (0: none)", "train", minimum=0,
                       flag="--train-epochs")
+    nproc: int = key(1, "data-parallel processes for every training (torch.distributed: gloo on CPU, nccl on "
+                     "GPUs; same weights up to float rounding)", None, minimum=1)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from torch import Tensor, nn
 
 from lidsplit.common.batch import model_device, unpack_batch
 from lidsplit.supernet import SearchSpace, SubSupernet, search_space, use_weighted
+from lidsplit.train.distributed import DataParallel, StepReducer, data_parallel_model, mean_over_ranks, shard_batch
 from lidsplit.train.loop import TrainConfig, cosine_lr, make_optimizer
 from lidsplit.train.spos import LossFn, classification_loss, cycle_batches
 
@@ -197,13 +199,21 @@ def _tau(cfg: GradientSearchConfig, step: int) -> float:
 def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterable,
                     config: GradientSearchConfig | None = None, *, sub: SubSupernet | None = None,
                     loss_fn: LossFn = classification_loss, alphas: dict[str, nn.Parameter] | None = None,
-                    on_step: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> GradientSearchResult:
+                    on_step: Callable[[dict[str, Any]], None] | None = None, parallel: DataParallel | None = None,
+                    **overrides: Any) -> GradientSearchResult:
     """Bi-level single-stage search of ``model`` (trained in place) inside ``sub`` (default: the whole
     space). ``train_loader`` / ``val_loader`` yield ``(x, y)`` batches (cycled; a ``DataLoaders`` can be
     split as ``loaders.train, loaders.val``). ``config`` fields may also be given as keywords.
 
     Returns a :class:`GradientSearchResult`: the derived architecture (per-edge argmax), its op names, the
     final alphas, and per-step history (``step``, ``train_loss``, ``val_loss``, ``lr``, ``tau``).
+
+    ``parallel`` (``lidsplit.train.init_data_parallel``): data-parallel over a process group, every rank
+    making the same call. Each rank computes its shard of every batch; the weight step runs through
+    DistributedDataParallel, the architecture step through the plain model with alpha's gradient averaged
+    over the ranks (one all-reduce); BatchNorm statistics are synchronised (``parallel.sync_bn``). The
+    mixture samples are the same on every rank (same seeds), checked every step; the history holds the
+    global batch's losses. The result equals one process's up to float rounding.
     """
     cfg = GradientSearchConfig(**overrides) if config is None else (
         dataclasses.replace(config, **overrides) if overrides else config)
@@ -228,7 +238,12 @@ def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterab
     was_training = model.training
     model.train()
     devices = [device] if device.type == "cuda" else []
+    if parallel is not None and parallel.world_size == 1:
+        parallel = None
+    wrapping = ExitStack()
     try:
+        net = wrapping.enter_context(data_parallel_model(model, parallel)) if parallel is not None else model
+        reducer = StepReducer(parallel, device) if parallel is not None else None
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed)
             for step in range(cfg.steps):
@@ -236,10 +251,15 @@ def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterab
                 rec: dict[str, float] = {"step": step, "tau": tau}
                 if step >= cfg.warmup_steps:
                     xv, yv = unpack_batch(next(val_it), device)
+                    xv, yv, wv = shard_batch(xv, yv, parallel)
                     w, sm, s = sample_weights(cfg.method, alphas, space, sub, tau=tau, generator=gen)
-                    with use_weighted(model, w, softmax=sm, sub=s):
+                    if reducer is not None:
+                        reducer.check(step, w)
+                    with use_weighted(model, w, softmax=sm, sub=s):  # not through DDP: alpha's gradient only
                         lv = loss_fn(model(xv), yv)
-                    grads = torch.autograd.grad(lv, a_params, allow_unused=True)
+                    grads = torch.autograd.grad(lv if wv == 1.0 else lv * wv, a_params, allow_unused=True)
+                    if parallel is not None:
+                        grads = mean_over_ranks(grads, parallel)
                     a_opt.zero_grad(set_to_none=True)
                     for p, g in zip(a_params, grads):
                         p.grad = g
@@ -249,21 +269,32 @@ def gradient_search(model: nn.Module, train_loader: Iterable, val_loader: Iterab
                 for gr in w_opt.param_groups:
                     gr["lr"] = lr
                 xt, yt = unpack_batch(next(train_it), device)
+                xt, yt, wt = shard_batch(xt, yt, parallel)
                 w, sm, s = sample_weights(cfg.method, {k: v.detach() for k, v in alphas.items()}, space, sub,
                                           tau=tau, generator=gen)
+                if reducer is not None:
+                    reducer.check(step, w)
                 with use_weighted(model, w, softmax=sm, sub=s):
-                    lt = loss_fn(model(xt), yt)
+                    lt = loss_fn(net(xt), yt)
                 w_opt.zero_grad(set_to_none=True)
-                lt.backward()
+                (lt if wt == 1.0 else lt * wt).backward()
                 if cfg.grad_clip is not None:
                     nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.grad_clip)
                 w_opt.step()
                 rec["train_loss"] = float(lt.detach())
                 rec["lr"] = lr
+                if reducer is not None:  # the global batches' losses
+                    nv = float(xv.shape[0]) if "val_loss" in rec else 0.0
+                    tot = reducer.sum([rec.get("val_loss", 0.0) * nv, nv, rec["train_loss"] * xt.shape[0],
+                                            float(xt.shape[0])])
+                    if "val_loss" in rec:
+                        rec["val_loss"] = tot[0] / tot[1]
+                    rec["train_loss"] = tot[2] / tot[3]
                 history.append(rec)
                 if on_step is not None:
                     on_step(dict(rec))
     finally:
+        wrapping.close()
         model.train(was_training)
     arch = derive_arch(alphas, space, sub)
     return GradientSearchResult(arch, space.names(arch), {k: v.detach().clone() for k, v in alphas.items()}, history,

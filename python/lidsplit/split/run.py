@@ -431,12 +431,22 @@ class SplitRun:
     The steps (each takes a node id, is idempotent given the run directory, and returns plain data):
     :meth:`warm_up`, :meth:`score`, :meth:`choose`, :meth:`fine_tune`; :meth:`run` chains them level by
     level (module docstring) and returns the :class:`SplitResult`. ``score_data``: the scoring batches'
-    source (default ``data``); ``root``: the sub-supernet to split (default the full space).
+    source (default ``data``); ``root``: the sub-supernet to split (default the full space). ``nproc``:
+    every training (warm-ups, fine-tunes) runs data-parallel on that many local processes
+    (``lidsplit.train.train_data_parallel``); scoring stays in this process. Not part of the run's identity:
+    the weights equal one process's up to float rounding, and a run may resume with another ``nproc``.
+    An executor that runs the steps as tasks (Ray) makes a task a data-parallel group by giving it N
+    devices and calling the step on a ``SplitRun(..., nproc=N)``; ranks spread over machines call
+    ``train_subsupernet(..., parallel=init_data_parallel(rank, W, init_method=...))`` themselves.
     """
 
     def __init__(self, model: nn.Module, data: Any, config: SplitConfig, *, score_data: Any = None,
                  root: SubSupernet | None = None, run_dir: str | os.PathLike[str] | None = None,
-                 progress: bool = True, callback: Callable[[SplitEvent], None] | None = None) -> None:
+                 progress: bool = True, callback: Callable[[SplitEvent], None] | None = None,
+                 nproc: int = 1) -> None:
+        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+            raise ValueError(f"nproc: expected an int >= 1 (data-parallel processes per training), got {nproc!r}")
+        self.nproc = nproc
         cfg = self.config = config
         space = search_space(model)
         root_sub = SubSupernet.full(space) if root is None else root
@@ -648,9 +658,11 @@ class SplitRun:
             return [], optim
         seed = derive_seed("lidsplit.split", kind, self.config.seed, nid) % (2**31)
         c = dataclasses.replace(self.config.train, epochs=epochs, seed=seed, **sched)
-        res = _train.train_subsupernet(self.model, self.tree.nodes[nid].sub, self.loaders, config=c,
-                                       optimizer_state=optim, checkpoint=self.store.node_path(nid, ckpt_name),
-                                       progress=self.progress)
+        kw = {"config": c, "optimizer_state": optim, "checkpoint": self.store.node_path(nid, ckpt_name),
+              "progress": self.progress}
+        sub = self.tree.nodes[nid].sub
+        res = (_train.train_data_parallel(self.nproc, self.model, sub, self.loaders, **kw) if self.nproc > 1
+               else _train.train_subsupernet(self.model, sub, self.loaders, **kw))
         return _history(res), res.optimizer_state
 
     def _save(self) -> None:
@@ -734,6 +746,7 @@ def run_split(
     progress: bool = True,
     callback: Callable[[SplitEvent], None] | None = None,
     criterion_options: Mapping[str, Any] | None = None,
+    nproc: int = 1,
 ) -> SplitResult:
     """Split ``model`` (a supernet; not modified: the run trains a copy) into sub-supernets; returns the
     :class:`SplitResult` (the split tree, its leaves' weights, the timings). See the module docstring for
@@ -761,6 +774,7 @@ def run_split(
     seed: every random choice of the run derives from it.
     run_dir: directory for checkpoints / resume (created if missing).
     progress: tqdm bars; callback: see :class:`SplitEvent`.
+    nproc: data-parallel processes for every training (:class:`SplitRun`); 1: this process.
 
     The model (the supernet contract, :class:`~lidsplit.supernet.Choice`): any module holding Choices (or
     another codebase's supernet after :func:`~lidsplit.supernet.adapt`). ``lid`` profiles
@@ -771,7 +785,7 @@ def run_split(
                          train, batch_size, batches, score_batch_size, rule, balanced, candidates, seed,
                          criterion_options)
     return SplitRun(model, data, config, score_data=score_data, root=root, run_dir=run_dir, progress=progress,
-                    callback=callback).run()
+                    callback=callback, nproc=nproc).run()
 
 
 #: the old name of :func:`run_split` (``lidsplit.split.split``), kept

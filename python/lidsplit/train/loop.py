@@ -23,6 +23,10 @@ last checkpoint left off and reaches the same weights as an uninterrupted run. T
 the identity of the run (sub-supernet, config, model parameter names/shapes, loader description); a
 checkpoint of another run is refused with an error, and a file at ``path`` that is not a lidsplit
 training checkpoint is never overwritten.
+
+Data-parallel (``parallel=``, :mod:`lidsplit.train.distributed`): the same loop on every rank, each on
+its shard of every batch; rank 0 writes the checkpoint (the call returns on every rank once it is on
+disk), every rank resumes from it, on any world size.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,7 @@ from lidsplit.common.progress import progress_bar
 from lidsplit.common.rundir import StateFormat
 from lidsplit.common.seeds import derive_seed
 from lidsplit.supernet import SubSupernet, search_space, use_path
+from lidsplit.train.distributed import DataParallel, DataParallelError, StepReducer, data_parallel_model, shard_batch
 
 __all__ = ["TrainConfig", "TrainResult", "TrainEvent", "CheckpointError", "train_subsupernet", "make_optimizer",
            "cosine_lr"]
@@ -315,22 +321,35 @@ def _epoch_metrics(run: dict[str, Any], epoch: int, batch: int, steps_per_epoch:
 
 
 def _path_step(model: nn.Module, arch: tuple[int, ...], optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-               x: Tensor, y: Tensor, loss_fn: Callable[[Any, Tensor], Tensor] | None, run: dict[str, Any]) -> float:
+               x: Tensor, y: Tensor, loss_fn: Callable[[Any, Tensor], Tensor] | None, run: dict[str, Any],
+               dp: tuple[nn.Module, float, StepReducer, int] | None = None) -> float:
     """One optimiser step on the batch ``(x, y)`` through the single path ``arch``; adds the batch to the
-    running metrics ``run`` and returns its loss."""
+    running metrics ``run`` and returns its loss. Data-parallel (``dp``: the DDP-wrapped model, this
+    shard's loss weight, the step reducer, the step): ``(x, y)`` is this rank's shard, the forward runs
+    through DDP, and the metrics added and returned are the global batch's."""
+    if dp is not None:
+        dp[2].check(dp[3], arch)
     with use_path(model, arch):
-        out = model(x)
+        out = model(x) if dp is None else dp[0](x)
     logits = logits_of(out)
     loss = F.cross_entropy(logits, y) if loss_fn is None else loss_fn(out, y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if dp is None or dp[1] == 1.0 else loss * dp[1]).backward()
     if cfg.grad_clip is not None:
         nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.grad_clip)
     optimizer.step()
     lv = float(loss.detach())
-    run["loss"] += lv * y.shape[0]
     hits = (logits.detach().argmax(-1) == y).reshape(y.shape[0], -1)
-    run["correct"] += int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
+    correct = int(hits.sum()) if hits.shape[1] == 1 else float(hits.float().mean(1).sum())
+    if dp is not None:  # the global batch's loss sum, hits and size (and the ranks' agreement on arch)
+        loss_sum, correct_sum, count = dp[2].sum([lv * y.shape[0], float(correct), float(y.shape[0])])
+        lv = loss_sum / count
+        run["loss"] += loss_sum
+        run["correct"] += int(round(correct_sum)) if hits.shape[1] == 1 else correct_sum
+        run["count"] += int(round(count))
+        return lv
+    run["loss"] += lv * y.shape[0]
+    run["correct"] += correct
     run["count"] += int(y.shape[0])
     return lv
 
@@ -350,6 +369,7 @@ def train_subsupernet(
     on_epoch: Callable[[TrainEvent], None] | None = None,
     optimizer_state: dict[str, Any] | None = None,
     loss_fn: Callable[[Any, Tensor], Tensor] | None = None,
+    parallel: DataParallel | None = None,
     **hparams: Any,
 ) -> TrainResult:
     """Train ``model`` (a supernet, in place) by uniform single-path sampling inside ``sub``.
@@ -371,12 +391,22 @@ def train_subsupernet(
         own); its learning rates are replaced by this run's schedule.
     loss_fn: ``loss_fn(model output, y)`` (default: cross entropy of the logits); ``train_acc`` is the
         argmax accuracy over the last dimension (per position for sequence outputs, e.g. a language model).
+    parallel: this process's place in a data-parallel group (``init_data_parallel``; module
+        ``lidsplit.train.distributed``): every rank makes the same call; each computes its shard of every
+        batch, gradients are averaged by DistributedDataParallel, BatchNorm synchronised
+        (``parallel.sync_bn``); rank 0 writes the checkpoint and shows progress; metrics, history and
+        callbacks see the global batch on every rank. The weights equal one process's up to float
+        rounding (with ``sync_bn``), and a checkpoint resumes on any world size.
 
     Returns a ``TrainResult`` (history: per finished epoch ``epoch`` (1-based), ``train_loss``,
     ``train_acc`` (of the sampled paths), ``lr`` (at the epoch's last step), ``seconds``).
     """
     cfg = _train_config(epochs, config, hparams)
     loader, steps_per_epoch = _check_inputs(model, sub, loaders, checkpoint_every)
+    if parallel is not None and parallel.world_size == 1:
+        parallel = None  # a group of one is one process
+    is_main = parallel is None or parallel.is_main
+    progress = progress and is_main
     stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
     device = model_device(model)
     optimizer = make_optimizer(model, cfg)
@@ -405,7 +435,7 @@ def train_subsupernet(
         raise FileNotFoundError(f"checkpoint directory {ck_path.parent} does not exist")
 
     def save() -> None:
-        if ck_path is None:
+        if ck_path is None or not is_main:
             return
         atomic_torch_save(CHECKPOINT.header(
             json.dumps(identity, sort_keys=True),
@@ -421,7 +451,13 @@ def train_subsupernet(
 
     was_training = model.training
     model.train()
+    wrapping = ExitStack()
     try:
+        dp_net = wrapping.enter_context(data_parallel_model(model, parallel)) if parallel is not None else None
+        reducer = StepReducer(parallel, device) if parallel is not None else None
+        if reducer is not None and not reducer.agree((epoch, batch, step)):
+            raise DataParallelError(f"data-parallel ranks start this training at different steps (rank {parallel.rank}: "
+                                    f"step {step}); the checkpoint {ck_path} must be on a file system every rank sees")
         epoch_bar = progress_bar(range(epoch, stop), enabled=progress and stop - epoch > 1, desc="epochs",
                                  initial=epoch, total=stop)
         for _ in epoch_bar:
@@ -434,11 +470,13 @@ def train_subsupernet(
             last_lr = optimizer.param_groups[0]["lr"]
             for raw in bar:
                 x, y = unpack_batch(raw, device)
+                x, y, weight = shard_batch(x, y, parallel)
                 last_lr = cosine_lr(cfg, step, steps_per_epoch)
                 for g in optimizer.param_groups:
                     g["lr"] = last_lr
                 arch = sub.sample(path_gen)
-                lv = _path_step(model, arch, optimizer, cfg, x, y, loss_fn, run)
+                lv = _path_step(model, arch, optimizer, cfg, x, y, loss_fn, run,
+                                None if dp_net is None else (dp_net, weight, reducer, step))
                 batch += 1
                 step += 1
                 bar.set_postfix(loss=f"{run['loss'] / run['count']:.3f}",
@@ -459,7 +497,10 @@ def train_subsupernet(
             if on_epoch is not None:
                 on_epoch(TrainEvent("epoch", epoch - 1, steps_per_epoch - 1, step, metrics=dict(metrics), model=model))
         epoch_bar.close()
+        if parallel is not None:  # rank 0's checkpoint is on disk when the call returns on any rank
+            torch.distributed.barrier(group=parallel.group)
     finally:
+        wrapping.close()
         model.train(was_training)
     return TrainResult(epochs_done=epoch, steps=step, finished=epoch >= cfg.epochs, history=history,
                        resumed_from=resumed, checkpoint=str(ck_path) if ck_path is not None else None,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from lidsplit.common.batch import logits_of
 from lidsplit.supernet import SubSupernet, search_space
+from lidsplit.train.distributed import DataParallel
 from lidsplit.train.loop import train_subsupernet
 
 __all__ = ["LossFn", "classification_loss", "cycle_batches", "spos_train"]
@@ -73,11 +74,13 @@ def spos_train(
     weight_decay: float = 5e-4,
     grad_clip: float | None = 5.0,
     seed: int = 0,
+    parallel: DataParallel | None = None,
 ) -> list[float]:
     """Uniform single-path training of ``model`` (in place) for ``steps`` steps: :func:`train_subsupernet`
     over ``steps`` batches of ``loader`` as one epoch (one architecture drawn per step inside ``sub``,
     default the whole space; cosine learning rate from ``lr`` to ``lr_min``; SGD without nesterov, or
-    Adam); returns the per-step losses."""
+    Adam); returns the per-step losses (of the global batch when data-parallel: ``parallel``, see
+    :func:`train_subsupernet`)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: expected an int >= 0, got {steps!r}")
     if steps == 0:
@@ -86,5 +89,6 @@ def spos_train(
     losses: list[float] = []
     train_subsupernet(model, sub, _Steps(loader, steps), epochs=1, optimizer=optimizer, lr=lr, lr_min=lr_min,
                       momentum=momentum, nesterov=False, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed,
-                      loss_fn=loss_fn, progress=False, on_step=lambda ev: losses.append(float(ev.loss)))
+                      loss_fn=loss_fn, progress=False, on_step=lambda ev: losses.append(float(ev.loss)),
+                      parallel=parallel)
     return losses

@@ -6,7 +6,7 @@ from __future__ import annotations
 from lidsplit.common.rundir import RunDir
 from lidsplit.common.seeds import derive_seed
 from lidsplit.pipeline.stages.base import Stage
-from lidsplit.train import TrainConfig, train_subsupernet
+from lidsplit.train import TrainConfig, train_data_parallel
 
 History = dict[int, list[dict[str, float]]]
 
@@ -50,8 +50,8 @@ class TrainStage(Stage):
             model = p.split_leaf_model(node.id)
             cfg = TrainConfig(epochs, seed=derive_seed("lidsplit.pipeline.train", p.seed, node.id) % (2**31),
                               **p.train_hparams())
-            res = train_subsupernet(model, node.sub, p.loaders(), config=cfg, checkpoint=d / f"leaf{node.id}.ckpt",
-                                    progress=p.progress)
+            res = train_data_parallel(p.config.train.nproc, model, node.sub, p.loaders(), config=cfg,
+                                      checkpoint=d / f"leaf{node.id}.ckpt", progress=p.progress)
             d.save_state(final, model.state_dict())
             histories[node.id] = res.history
             d.save_json("train.json", {"epochs": epochs, "leaves": {str(k): v for k, v in histories.items()}})

@@ -412,6 +412,9 @@ def prefix_batch_norm(bn: _BatchNorm, x: Tensor, c: int | None = None) -> Tensor
     batch_stats = bn.training or rm is None
     g = _state.groups_for(bn)
     momentum = 0.0 if bn.momentum is None else bn.momentum
+    sync = getattr(bn, "_lidsplit_sync_bn", None)  # set while a data-parallel run (lidsplit.train) trains
+    if sync is not None and batch_stats and g == 1:
+        return sync(x, c)
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None and g == 1:
         bn.num_batches_tracked.add_(1)
         momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
