@@ -37,7 +37,7 @@ def assert_snapshot(model: nn.Module, snap) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.fixture(scope="module")
-def trained(data):  # type: ignore[no-untyped-def]
+def trained(data, one_thread):  # type: ignore[no-untyped-def]
     from lidsplit.spaces import nb201
 
     torch.manual_seed(0)
