@@ -144,3 +144,23 @@ def test_a_killed_worker_is_retried_and_the_run_ends_the_same(cluster, data, tmp
                        workers=2, **kw)
     assert marker.exists()  # a worker was killed (and the driver lived on)
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+TINY = ["--channels", "4", "--rounds", "1", "--warmup-epochs", "0", "--finetune-epochs", "1", "--batches", "1",
+        "--batch-size", "32", "--no-progress", "--strategy", "random", "--samples", "6", "--calib-batches", "2",
+        "--search-batch", "3", "--select", "successive_halving", "--scratch-epochs", "0", "--lid-archs", "1",
+        "--lid-batch", "64", "--lid-k", "5"]
+
+
+def test_pipeline_on_ray_writes_the_same_files_as_local(cluster, tmp_path, capsys):
+    from lidsplit.cli.main import main
+
+    assert main(["run", "--out", str(tmp_path / "local"), *TINY]) == 0
+    assert main(["run", "--out", str(tmp_path / "ray"), *TINY, "--executor", "ray", "--workers", "2"]) == 0
+    for name in ("split/tree.json", "search/history.json", "evaluate/selection.json", "final.json"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    recs = read_task_records(tmp_path / "ray" / "search" / "tasks.jsonl")
+    assert len(recs) == 6 and {r["executor"] for r in recs} == {"ray"}
+    halving = read_task_records(tmp_path / "ray" / "evaluate" / "tasks.jsonl")
+    assert len(halving) == 2 and all(r["task"].startswith("halving") for r in halving)
+    assert (tmp_path / "ray" / "report" / "timeline.png").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lidsplit.common.executor import TASK_LOG
 from lidsplit.common.io import parse_file
 from lidsplit.common.rundir import RunDir
 from lidsplit.pipeline.stages.base import Stage
@@ -58,7 +59,7 @@ class EvaluateStage(Stage):
             train_fn = scratch_train_fn(p.new_supernet, ev.loaders, progress=p.progress, work_dir=work / "halving",
                                         **p.train_hparams())
         s = select_final(searched, e.select, evaluator=ev, train_fn=train_fn, seed=p.seed,
-                         progress=p.progress)
+                         progress=p.progress, executor=p.executor, task_log=work / TASK_LOG)
         sel = {"arch": list(s.arch), "scores": {str(k): v for k, v in s.scores.items()}, "rounds": s.rounds}
         work.save_json("selection.json", sel)
         return sel
