@@ -356,11 +356,11 @@ def run_search(
     oracle: reporting only; never given to the strategy.
     stop_after: return after this many new evaluations (the history lets a later call go on).
     progress: a tqdm bar over the strategy's asks.
-    batch: architectures asked before their results are told: up to ``batch`` asks (fewer when the
-        strategy waits for results), evaluated as independent tasks by ``executor``
-        (:mod:`lidsplit.common.executor`; an evaluator must then be picklable to run on Ray), then told in
-        ask order. The history depends on ``batch`` (a strategy that adapts sees results later), never on
-        the executor; ``batch=1`` is ask, evaluate, tell, one at a time. ``task_log``: the tasks' records.
+    batch: architectures asked before their results are told (:func:`_ask_batch`), evaluated as
+        independent tasks by ``executor`` (:mod:`lidsplit.common.executor`; an evaluator must then be
+        picklable to run on Ray), then told in ask order. The history depends on ``batch`` (a strategy that
+        adapts sees results later), never on the executor, nor on where a run was interrupted; ``batch=1``
+        is ask, evaluate, tell, one at a time. ``task_log``: the tasks' records.
     """
     evaluate = getattr(evaluator, "evaluate", evaluator)
     if not callable(evaluate):
@@ -379,12 +379,9 @@ def run_search(
     best = _best(at.records)
     try:
         while stop_after is None or new < stop_after:
-            asked: list[Arch] = []
-            while len(asked) < batch and (stop_after is None or new + len(asked) < stop_after):
-                a = at.ask()
-                if a is None:
-                    break
-                asked.append(a)
+            asked = _ask_batch(at, batch)
+            if stop_after is not None:  # the others stay handed out: a later call evaluates them first
+                asked = asked[:stop_after - new]
             if not asked:
                 if not at.finished:
                     raise RuntimeError(f"run_search: {type(strategy).__name__} proposes nothing but is not finished")
@@ -412,6 +409,20 @@ def run_search(
         if ex is not executor:
             ex.close()
     return at.result()
+
+
+def _ask_batch(at: AskTell, batch: int) -> list[Arch]:
+    """The next batch of architectures to evaluate: asks until the strategy's ask count is a multiple of
+    ``batch`` (or it waits for results), after handing out again what an interrupted run left outstanding.
+    Batches end at the same asks however often the search was interrupted and resumed."""
+    asked: list[Arch] = []
+    while True:
+        a = at.ask()
+        if a is None:
+            return asked
+        asked.append(a)
+        if at._asks % batch == 0 and (batch == 1 or not at._reissue):
+            return asked
 
 
 def _evaluate_task(evaluate: Callable[[Arch], Result], arch: Arch) -> Result:
