@@ -174,6 +174,11 @@ class Pipeline:
                                            threads=r.threads)
         return self._executor
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a task shipped to a worker (the search's evaluator loads leaves through this pipeline) never
+        # carries the driver's executor
+        return {**self.__dict__, "_executor": None}
+
     def close(self) -> None:
         """Release the executor (a local Ray cluster started for this pipeline is shut down)."""
         if self._executor is not None:

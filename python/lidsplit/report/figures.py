@@ -418,7 +418,7 @@ def timeline_fig(Figure: Any, tasks: Sequence[Mapping[str, Any]]) -> Any:
         lanes.setdefault((str(t.get("host", "?")), t.get("pid")), len(lanes))
     kinds: dict[str, Any] = {}
     cmap = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
-    fig = Figure(figsize=(10.0, 1.4 + 0.45 * len(lanes)))
+    fig = Figure(figsize=(11.0, 1.6 + 0.45 * len(lanes)))
     ax = fig.add_subplot(1, 1, 1)
     for t in tasks:
         kind = " ".join(filter(None, [t.get("stage"), str(t["task"]).split(" ")[0]]))
@@ -437,7 +437,7 @@ def timeline_fig(Figure: Any, tasks: Sequence[Mapping[str, Any]]) -> Any:
     ax.set_title(f"Tasks per worker: {len(tasks)} tasks on {len(lanes)} workers, {wall:.1f} s wall, "
                  f"{busy:.1f} s busy", fontsize=10)
     handles = [_patch(c, k) for k, c in kinds.items()]
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from lidsplit.common.errors import ConfigError
-from lidsplit.common.executor import Executor, make_executor
+from lidsplit.common.executor import Executor, LocalExecutor, make_executor
 from lidsplit.common.io import atomic_write_text, read_json
 from lidsplit.common.progress import progress_bar
 from lidsplit.common.rundir import diff_identity, jsonable_identity
@@ -282,6 +282,7 @@ def train_from_scratch(
     keep_model: bool = True,
     progress: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
+    executor: str | Executor = "local",
     **hparams: Any,
 ) -> ScratchResult:
     """Train ``arch`` alone from freshly initialised weights and report validation (and test) accuracy.
@@ -295,7 +296,19 @@ def train_from_scratch(
     keep_model: return the trained network (``materialize``: a plain network without Choice modules).
     checkpoint: a file written after every epoch and resumed from when it exists (``train_subsupernet``'s
         checkpoint; refused with ``CheckpointError`` when it belongs to another training run).
+    executor: where the training runs (:mod:`lidsplit.common.executor`): ``"ray"`` sends it to a Ray
+        worker (a GPU one when the supernet is on cuda) as one task; the result travels back through the
+        object store, the checkpoint is written where the worker sees ``checkpoint``.
     """
+    ex = make_executor(executor)
+    if not isinstance(ex, LocalExecutor):
+        try:
+            args = (tuple(arch), supernet, loaders, epochs, dict(hparams, seed=seed, test=test, keep_model=keep_model,
+                                                                  checkpoint=checkpoint))
+            return ex.map(_scratch_task, [args], names=[f"scratch {list(arch)} ({epochs} epochs)"])[0]
+        finally:
+            if ex is not executor:
+                ex.close()
     for split in ("train", "val") + (("test",) if test else ()):
         if not hasattr(loaders, split):
             raise TypeError(f"train_from_scratch: loaders must be a DataLoaders with train / val / test loaders, got "
@@ -327,6 +340,12 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def _scratch_task(_shared: None, arch: Arch, supernet: Any, loaders: Any, epochs: int,
+                  kw: dict[str, Any]) -> ScratchResult:
+    """:func:`train_from_scratch` as one executor task."""
+    return train_from_scratch(arch, supernet, loaders, epochs, **kw)
 
 
 def scratch_train_fn(

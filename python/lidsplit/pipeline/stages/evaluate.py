@@ -89,7 +89,8 @@ class EvaluateStage(Stage):
         if e.scratch_epochs > 0:
             p.log(f"evaluate: training the final architecture from scratch for {e.scratch_epochs} epochs")
             sr = train_from_scratch(arch, p.new_supernet, ev.loaders, e.scratch_epochs, seed=p.seed,
-                                    progress=p.progress, checkpoint=work / "scratch.ckpt", **p.train_hparams())
+                                    progress=p.progress, checkpoint=work / "scratch.ckpt", executor=p.executor,
+                                    **p.train_hparams())
             out.save_state(p.path("final_model").name, sr.model.state_dict())
             final["scratch"] = {"epochs": sr.epochs, "val_acc": sr.val_acc, "val_loss": sr.val_loss,
                                 "test_acc": sr.test_acc, "test_loss": sr.test_loss, "model": p.path("final_model").name}
