@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import lidsplit
+from lidsplit.common.errors import ConfigError
 from lidsplit.common.executor import RayExecutor, read_task_records
 from lidsplit.data import TensorLoader
 from lidsplit.spaces import nb201
@@ -80,6 +81,8 @@ def test_results_come_in_task_order_and_errors_as_themselves(cluster, tmp_path):
         ex.map(_slow_identity, [(-1, 0.0)], names=["bad"])
     ex.close()
     assert ray.is_initialized()  # a cluster it did not start is left running
+    with pytest.raises(ConfigError, match="asks for 8 CPU"):  # would wait forever on 2 CPUs
+        RayExecutor(1, threads=8)
 
 
 def test_split_on_ray_is_byte_identical_to_local(cluster, data, local_run, tmp_path):

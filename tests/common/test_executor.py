@@ -71,3 +71,13 @@ def test_local_split_run_records_its_tasks(data, tmp_path):
     assert names == ["warmup+score node 0 (level 0)", "warmup+score node 1 (level 1)",
                      "warmup+score node 2 (level 1)"] + [f"finetune leaf {leaf.id}" for leaf in tree.leaves()]
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "done"
+
+
+def test_cli_executor_ray_without_ray_exits_2_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from lidsplit.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "run"
+    assert main(["split", "--out", str(out), "--executor", "ray", "--workers", "2", "--no-progress"]) == 2
+    assert "lidsplit[ray]" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written

@@ -228,6 +228,14 @@ class RayExecutor(Executor):
                                                "start one with `ray start --head` or leave --ray-address out") from None
             self._started = True
         gpu = self.device.type == "cuda"
+        # a task asking for more than the cluster has would wait forever: refuse it now
+        have = self.ray.cluster_resources()
+        need, kind = (gpu_fraction, "GPU") if gpu else (float(self.threads), "CPU")
+        if have.get(kind, 0.0) < need:
+            self.close()
+            raise ConfigError(f"executor 'ray': each task asks for {need:g} {kind}(s) but the Ray cluster has "
+                              f"{have.get(kind, 0.0):g}; lower --threads (CPU tasks), or start the cluster on "
+                              "machines that have them")
         self._remote = self.ray.remote(_run_task).options(
             num_cpus=1 if gpu else self.threads, num_gpus=gpu_fraction if gpu else 0,
             max_retries=self.max_retries, retry_exceptions=False)

@@ -161,6 +161,8 @@ class Pipeline:
             return st.result()
         if name == "split":
             self.data  # noqa: B018 - a dataset that cannot be loaded fails before anything is written
+        if name in ("split", "search", "evaluate"):
+            self.executor  # noqa: B018 - an executor that cannot start (no Ray) fails before anything is written
         self._start(name)
         return st.run()
 
