@@ -226,6 +226,11 @@ class RayExecutor(Executor):
             except ConnectionError as e:
                 raise ExecutorUnavailableError(f"--ray-address {address!r}: cannot connect to a Ray cluster ({e}); "
                                                "start one with `ray start --head` or leave --ray-address out") from None
+            except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its processes start too slowly
+                self.ray.shutdown()
+                raise ExecutorUnavailableError(f"executor 'ray': the local Ray cluster did not start ({e}); on a busy "
+                                               "machine try again, or start one with `ray start --head` and pass "
+                                               "--ray-address auto") from None
             self._started = True
         gpu = self.device.type == "cuda"
         # a task asking for more than the cluster has would wait forever: refuse it now
