@@ -91,6 +91,7 @@ from torch import nn
 
 import lidsplit
 from lidsplit._io import atomic_torch_save, atomic_write_text
+from lidsplit.common.executor import EXECUTORS, TASK_LOG, make_executor
 from lidsplit.data import derive_seed, ground_truth
 from lidsplit.data.core import DataLoaders, Dataset, DataSplits, TensorLoader
 from lidsplit.search.evaluator import LeafEvaluator
@@ -593,6 +594,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny smoke setting (budget 8, 256 train images, "
                    "12 archs, 256 prediction images, R=2)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--executor", default="local", choices=EXECUTORS, help="where the (method, seed) runs go: local "
+                   "(one after another) or ray (Ray tasks, --workers at a time, --threads CPUs each)")
+    p.add_argument("--workers", type=int, default=1, help="(method, seed) runs at once (ray)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--compare", action="store_true", help="train nothing: one table of every protocol's rows "
                    "found in --results-dir, with 95 %% intervals and paired differences to one-shot")
     args = p.parse_args(argv)
@@ -647,25 +652,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"task {task.name}: {len(task.archs)} archs, {len(task.data.train)} train / {len(task.predict)} "
           f"prediction images; preset {cfg.preset}, base epochs {cfg.budget}; results in {results}", flush=True)
     records, rows = [], []
+    todo: list[tuple[str, int, str, dict[str, Any], Path]] = []  # (method, seed, row, identity, results file)
+    found: dict[tuple[str, int], dict[str, Any]] = {}
     for seed in args.seeds:
         for m in args.methods:
             row, identity = plan(m, seed, task, cfg)
             rows += [] if row in rows else [row]
             path = results / f"{row}-seed{seed}.json"
             rec = load_result(path, identity)
+            if rec is None and any(t[1:3] == (seed, row) for t in todo):
+                continue  # two methods sharing one row (a one-shot control): one run
             if rec is None:
                 print(f"[{row} seed {seed}] schedule {schedule(m, cfg)}", flush=True)
-                rec = run_one(m, seed, task, cfg, work / config_key(identity), row, progress=progress)
-                rec["config"] = identity
-                atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
-                head = next(iter(task.truths))
-                c = rec["correlations"][head]
-                print(f"[{row} seed {seed}] {head}: tau {c['all']['kendall']:.3f} rho {c['all']['spearman']:.3f} "
-                      f"tau top20% {c['top20%']['kendall']:.3f} top10% {c['top10%']['kendall']:.3f}; "
-                      f"train {rec['timings']['train']:.0f}s score {rec['timings']['score']:.0f}s "
-                      f"predict {rec['timings']['predict']:.0f}s", flush=True)
+                todo.append((m, seed, row, identity, path))
             else:
                 print(f"[{row} seed {seed}] done earlier ({path.name})", flush=True)
+                found[(row, seed)] = rec
+    # every missing (method, seed) is an independent task (lidsplit.common.executor); each writes its own
+    # results file, so a killed sweep keeps what finished
+    with make_executor(args.executor, workers=args.workers, address=args.ray_address, threads=args.threads) as ex:
+        tasks = ex.imap(_run_one_task, [t[:4] + (str(t[4]),) for t in todo], shared=(task, cfg, work, progress),
+                        names=[f"{row} seed {seed}" for _, seed, row, _, _ in todo], log=results / TASK_LOG)
+        for (m, seed, row, _, _), rec in zip(todo, tasks):
+            found[(row, seed)] = rec
+            head = next(iter(task.truths))
+            c = rec["correlations"][head]
+            print(f"[{row} seed {seed}] {head}: tau {c['all']['kendall']:.3f} rho {c['all']['spearman']:.3f} "
+                  f"tau top20% {c['top20%']['kendall']:.3f} top10% {c['top10%']['kendall']:.3f}; "
+                  f"train {rec['timings']['train']:.0f}s score {rec['timings']['score']:.0f}s "
+                  f"predict {rec['timings']['predict']:.0f}s", flush=True)
+    for seed in args.seeds:
+        for m in args.methods:
+            row = plan(m, seed, task, cfg)[0]
+            rec = found[(row, seed)]
             rec["row"] = row
             records.append(rec)
     reference = plan("one-shot-path", 0, task, cfg)[0] if "one-shot-path" in args.methods else "one-shot"
@@ -677,6 +696,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"\n{t} truth ({task.info.get('truth_' + t, '')}); mean ± std over seeds {sorted(set(args.seeds))}:")
         print(render(summary["methods"], t))
     return summary
+
+
+def _run_one_task(shared: tuple[Task, Config, Path, bool], method: str, seed: int, row: str,
+                  identity: dict[str, Any], path: str) -> dict[str, Any]:
+    """One (method, seed) as an executor task: its record, also written (atomically) to ``path``."""
+    task, cfg, work, progress = shared
+    rec = run_one(method, seed, task, cfg, work / config_key(identity), row, progress=progress)
+    rec["config"] = identity
+    atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
+    return rec
 
 
 def _ci(vals: Sequence[float]) -> str:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lidsplit.common.executor import EXECUTORS, TASK_LOG, make_executor
 from lidsplit.data import DataSplits, colour_digits, derive_seed, hard_digits
 from lidsplit.data.colour import COLOUR_DIGITS_DEFAULTS
 from lidsplit.spaces import NB201_SPACE, nb201, to_nb201_string
@@ -155,6 +156,13 @@ def train_one(arch: tuple[int, ...], seed: int, data: DataSplits, proto: dict[st
 
 
 # ---- statistics ------------------------------------------------------------------------------------
+
+
+def _train_task(shared: tuple[DataSplits, dict[str, Any], torch.Tensor], arch: tuple[int, ...], seed: int
+                ) -> dict[str, Any]:
+    """One (arch, seed) training as an executor task."""
+    data, proto, folds = shared
+    return train_one(arch, seed, data, proto, folds)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -327,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-train", action="store_true", help="only aggregate what is finished")
+    p.add_argument("--executor", default="local", choices=EXECUTORS, help="where the (arch, seed) trainings run: "
+                   "local (one after another) or ray (Ray tasks, --workers at a time, --threads CPUs each)")
+    p.add_argument("--workers", type=int, default=1, help="trainings at once (ray)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--pilot", action="store_true", help="print the seed-to-seed taus of finished runs")
     p.add_argument("--write-table", type=Path, default=None)
     args = p.parse_args(argv)
@@ -377,9 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(done)} runs done, {len(todo)} to do", flush=True)
     if not args.no_train:
         t_start = time.perf_counter()
-        with open(runs_file, "a") as f:
-            for i, (a, s) in enumerate(todo):
-                r = train_one(a, s, data, proto, folds)
+        # every (arch, seed) is an independent task (lidsplit.common.executor); lines are appended in task order
+        with open(runs_file, "a") as f, make_executor(args.executor, workers=args.workers, address=args.ray_address,
+                                                      threads=args.threads) as ex:
+            results = ex.imap(_train_task, todo, shared=(data, proto, folds), log=args.run_dir / TASK_LOG,
+                              names=[f"train {to_nb201_string(a)} seed {s}" for a, s in todo])
+            for i, ((a, s), r) in enumerate(zip(todo, results)):
                 f.write(json.dumps(r) + "\n")
                 f.flush()
                 os.fsync(f.fileno())

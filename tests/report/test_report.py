@@ -331,3 +331,16 @@ def test_report_errors(tree, profiles, search, tmp_path):
     with pytest.raises(NotADirectoryError, match="not a directory"):
         write_report(f, tree)
     assert list(tmp_path.iterdir()) == [f]  # nothing written by a refused call
+
+
+def test_task_records_are_drawn_as_a_timeline(tree, tmp_path):
+    from lidsplit.report import TIMELINE
+
+    tasks = [{"task": "warmup+score node 0 (level 0)", "start": 10.0, "end": 14.0, "host": "a", "pid": 1,
+              "gpus": ["0"], "stage": "split"},
+             {"task": "finetune leaf 1", "start": 14.5, "end": 16.0, "host": "a", "pid": 1, "gpus": ["0"]},
+             {"task": "finetune leaf 2", "start": 14.5, "end": 17.0, "host": "b", "pid": 7, "gpus": []}]
+    s = write_report(tmp_path, tree, plots=["tree.png"], tasks=tasks)
+    assert s["files"] == ["tree.png", TIMELINE, "summary.json"] and (tmp_path / TIMELINE).stat().st_size > 0
+    assert s["tasks"] == {"count": 3, "workers": 2, "wall_s": 7.0, "busy_s": 8.0}
+    assert TIMELINE not in write_report(tmp_path / "none", tree, plots=["tree.png"])["files"]  # no records: no plot

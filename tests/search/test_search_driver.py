@@ -253,3 +253,23 @@ def test_non_finite_results_survive_the_history(tmp_path) -> None:  # type: igno
     resumed = run_search(ev, make(), history=path, progress=False)
     assert [r.arch for r in resumed.records] == [r.arch for r in full.records]
     assert not math.isnan(resumed.best.acc) and resumed.best == full.best
+
+
+def test_batched_asks_are_told_in_ask_order_and_resume(tmp_path) -> None:
+    """batch=4: up to 4 asks before their results are told (what an executor evaluates in parallel); the
+    history says so (asks_before) and an interrupted batched search resumes to the same history."""
+    one = run_search(FakeEvaluator(), evolution(), progress=False)
+    assert run_search(FakeEvaluator(), evolution(), progress=False, batch=1).trajectory() == one.trajectory()
+    path = tmp_path / "h.json"
+    full = run_search(FakeEvaluator(), evolution(), progress=False, batch=4, history=path)
+    assert full.finished and full.evaluations == one.evaluations
+    asked = [r.asks_before for r in full.records if r.asked and not r.reused]
+    assert asked[:4] == [4, 4, 4, 4]  # the first four were all asked before the first tell
+    whole = path.read_bytes()
+    path.unlink()
+    part = run_search(FakeEvaluator(), evolution(), progress=False, batch=4, history=path, stop_after=6)
+    assert not part.finished
+    run_search(FakeEvaluator(), evolution(), progress=False, batch=4, history=path)
+    assert path.read_bytes() == whole
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        run_search(FakeEvaluator(), evolution(), progress=False, batch=0)

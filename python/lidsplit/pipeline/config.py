@@ -37,6 +37,7 @@ from typing import Any
 from lidsplit import spaces
 from lidsplit import split as _split
 from lidsplit.common.errors import ConfigError
+from lidsplit.common.executor import EXECUTORS
 from lidsplit.data.registry import dataset_names
 from lidsplit.search.select import CRITERIA as SELECTIONS
 from lidsplit.search.strategies import STRATEGIES
@@ -73,6 +74,11 @@ class RunSection:
     # shared cores (benchmarks/bench_load.md)
     threads: int = key(1, "CPU threads for torch (0: torch's default, every core)", None, minimum=0)
     progress: bool = key(True, "show progress bars", None)
+    executor: str = key("local", "where independent tasks run: local (this process, one after another) or ray "
+                        "(Ray tasks; pip install 'lidsplit[ray]'); results are the same", None, choices=EXECUTORS)
+    workers: int = key(1, "tasks at once (ray: Ray tasks in flight; local: one at a time)", None, minimum=1)
+    ray_address: str | None = key(None, "an existing Ray cluster (ray start --head prints it; auto: the one on this "
+                                  "machine); none: start a local one", None)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,9 @@ class SearchSection:
     samples: int = key(200, "random: architectures drawn", "search", minimum=1)
     calib_batches: int = key(10, "BatchNorm recalibration batches per evaluation", "search", minimum=1)
     max_batches: int | None = key(None, "validation batches per evaluation (omit: all)", "search", minimum=1)
+    batch: int = key(1, "architectures asked before their results are told, evaluated as parallel tasks (the "
+                     "history depends on it, never on the executor; 1: one after another)", "search", minimum=1,
+                     flag="--search-batch")
 
 
 @dataclass(frozen=True)

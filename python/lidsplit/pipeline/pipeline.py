@@ -40,6 +40,7 @@ from torch import nn
 
 from lidsplit import spaces
 from lidsplit.common.errors import ConfigError, RunDirectoryError
+from lidsplit.common.executor import Executor, make_executor
 from lidsplit.common.io import load_weights, parse_file
 from lidsplit.common.rundir import RunDir, writable
 from lidsplit.common.seeds import derive_seed
@@ -84,6 +85,7 @@ class Pipeline:
         raw = merge(defaults(), saved or {}, *(validate(o) for o in overrides))
         self.config: Config = Config.from_dict(raw, "the resolved config")
         self._data: DataSplits | None = None
+        self._executor: Executor | None = None
         self._tree: SplitTree | None = None
         self.stages: dict[str, Stage] = {t.name: t(self) for t in STAGE_TYPES}
         if saved is not None:
@@ -159,8 +161,31 @@ class Pipeline:
             return st.result()
         if name == "split":
             self.data  # noqa: B018 - a dataset that cannot be loaded fails before anything is written
+        if name in ("split", "search", "evaluate"):
+            self.executor  # noqa: B018 - an executor that cannot start (no Ray) fails before anything is written
         self._start(name)
         return st.run()
+
+    @property
+    def executor(self) -> Executor:
+        """Where the stages' independent tasks run (``run.executor`` / ``workers`` / ``ray_address``; made
+        on first use, kept for the pipeline's stages; :meth:`close` releases it)."""
+        if self._executor is None:
+            r = self.config.run
+            self._executor = make_executor(r.executor, workers=r.workers, address=r.ray_address, device=self.device,
+                                           threads=r.threads)
+        return self._executor
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a task shipped to a worker (the search's evaluator loads leaves through this pipeline) never
+        # carries the driver's executor
+        return {**self.__dict__, "_executor": None}
+
+    def close(self) -> None:
+        """Release the executor (a local Ray cluster started for this pipeline is shut down)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     @property
     def progress(self) -> bool:
@@ -282,11 +307,14 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         """Every stage in order (each resumes or skips what is done); returns ``{"final": evaluate's dict,
         "report": the report summary}``."""
-        self.split()
-        self.train()
-        self.search()
-        final = self.evaluate()
-        return {"final": final, "report": self.report()}
+        try:
+            self.split()
+            self.train()
+            self.search()
+            final = self.evaluate()
+            return {"final": final, "report": self.report()}
+        finally:
+            self.close()
 
     # ---- what the command line prints ----------------------------------------------------------------
     def arch_string(self, arch: Sequence[int]) -> dict[str, str]:

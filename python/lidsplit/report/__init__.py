@@ -20,6 +20,8 @@ Two functions (the command line calls them; usable from Python as well):
                            LID profiles, i.e. ``lid``)
       search_progress.png  every evaluation of the search (validation accuracy, coloured by leaf) and the
                            best so far; evaluations per leaf
+      timeline.png         tasks per worker over time (only when ``tasks`` is given: the run directory's
+                           ``tasks.jsonl`` records, ``lidsplit.common.executor``)
       summary.json         the numbers behind the plots (module doc of write_report)
 
 Plots need matplotlib (``pip install 'lidsplit[plot]'``); without it only ``summary.json`` is written and
@@ -45,13 +47,15 @@ from lidsplit.report.summary import check_profiles, search_records, search_summa
 from lidsplit.search.driver import SearchResult
 from lidsplit.split.tree import SplitTree, to_jsonable
 
-__all__ = ["leaf_lid_profiles", "write_report", "PLOTS", "NO_MATPLOTLIB"]
+__all__ = ["leaf_lid_profiles", "write_report", "PLOTS", "NO_MATPLOTLIB", "TIMELINE"]
 
 FORMAT = "lidsplit.report"
 VERSION = 1
 
 #: The PNG files :func:`write_report` can write, in the order it writes them.
 PLOTS = ("tree.png", "lid_profiles.png", "separability.png", "op_lid_profiles.png", "search_progress.png")
+#: The timeline of the run's tasks: drawn when write_report is given task records (not one of PLOTS).
+TIMELINE = "timeline.png"
 #: The reason given in ``summary["skipped"]`` for every plot when matplotlib cannot be imported.
 NO_MATPLOTLIB = "matplotlib not installed: pip install 'lidsplit[plot]'"
 
@@ -66,6 +70,7 @@ def write_report(
     config: Mapping[str, Any] | None = None,
     dpi: int = 120,
     plots: Sequence[str] | None = None,
+    tasks: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the report of a run into ``out_dir`` (created): the PNG files of the module doc and
     ``summary.json``; returns the summary.
@@ -78,6 +83,9 @@ def write_report(
     config: the run's resolved configuration (JSON values).
     dpi: resolution of the PNG files.
     plots: which of :data:`PLOTS` to draw (default all); the others are listed as not requested.
+    tasks: task records (``lidsplit.common.executor.read_task_records``, each with an optional ``stage``):
+        drawn as :data:`TIMELINE` and summed up in ``summary["tasks"]`` (count, workers, wall and busy
+        seconds); None or empty: neither.
 
     Each plot whose input is missing is skipped and listed in ``summary["skipped"]`` (file name ->
     reason); without matplotlib no PNG is written and every plot is listed with :data:`NO_MATPLOTLIB`.
@@ -124,10 +132,14 @@ def write_report(
         "final": fin, "lid_profiles": profiles, "config": cfg,
         "files": [], "skipped": {}, "notes": [],
     }
+    if tasks:
+        t0, t1 = min(float(t["start"]) for t in tasks), max(float(t["end"]) for t in tasks)
+        summary["tasks"] = {"count": len(tasks), "workers": len({(t.get("host"), t.get("pid")) for t in tasks}),
+                            "wall_s": t1 - t0, "busy_s": sum(float(t["end"]) - float(t["start"]) for t in tasks)}
     out.mkdir(parents=True, exist_ok=True)
     mpl = matplotlib_classes()
     if mpl is None:
-        for name in PLOTS:
+        for name in PLOTS + ((TIMELINE,) if tasks else ()):
             summary["skipped"][name] = NO_MATPLOTLIB
     else:
         Figure, Canvas = mpl
@@ -151,6 +163,9 @@ def write_report(
                 summary["skipped"][name] = str(s)
                 continue
             summary["files"].append(name)
+        if tasks:
+            save_figure(figures.timeline_fig(Figure, tasks), out / TIMELINE, dpi)
+            summary["files"].append(TIMELINE)
         summary["notes"] += [f"separability.png: {n}" for n in sep_notes if "separability.png" not in summary["skipped"]]
     summary["files"].append("summary.json")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")

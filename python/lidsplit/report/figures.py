@@ -404,3 +404,47 @@ def search_fig(Figure: Any, tree: SplitTree, records: list[Record] | None,
     ax2.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def timeline_fig(Figure: Any, tasks: Sequence[Mapping[str, Any]]) -> Any:
+    """Tasks per worker over time (``lidsplit.common.executor`` records: ``task``, ``start``, ``end``,
+    ``host``, ``pid``, optional ``gpus`` and ``stage``): one lane per worker process, one bar per task,
+    coloured by what it was (the task name's first word, after its stage)."""
+    if not tasks:
+        raise Skip("the run has no task records (tasks.jsonl)")
+    t0 = min(float(t["start"]) for t in tasks)
+    lanes: dict[tuple[str, Any], int] = {}
+    for t in sorted(tasks, key=lambda t: float(t["start"])):
+        lanes.setdefault((str(t.get("host", "?")), t.get("pid")), len(lanes))
+    kinds: dict[str, Any] = {}
+    cmap = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+    fig = Figure(figsize=(11.0, 1.6 + 0.45 * len(lanes)))
+    ax = fig.add_subplot(1, 1, 1)
+    for t in tasks:
+        kind = " ".join(filter(None, [t.get("stage"), str(t["task"]).split(" ")[0]]))
+        colour = kinds.setdefault(kind, cmap[len(kinds) % len(cmap)])
+        y = lanes[(str(t.get("host", "?")), t.get("pid"))]
+        start, width = float(t["start"]) - t0, max(float(t["end"]) - float(t["start"]), 1e-3)
+        ax.barh(y, width, left=start, height=0.7, color=colour, edgecolor="0.2", lw=0.5)
+    ax.set_yticks(range(len(lanes)))
+    gpus = {(str(t.get("host", "?")), t.get("pid")): ",".join(t.get("gpus") or []) for t in tasks}
+    ax.set_yticklabels([f"{h} pid {p}" + (f" gpu {gpus[(h, p)]}" if gpus[(h, p)] else "") for h, p in lanes],
+                       fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first task started")
+    wall = max(float(t["end"]) for t in tasks) - t0
+    busy = sum(float(t["end"]) - float(t["start"]) for t in tasks)
+    ax.set_title(f"Tasks per worker: {len(tasks)} tasks on {len(lanes)} workers, {wall:.1f} s wall, "
+                 f"{busy:.1f} s busy", fontsize=10)
+    handles = [_patch(c, k) for k, c in kinds.items()]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _patch(colour: Any, label: str) -> Any:
+    """A legend entry: a filled square of ``colour``."""
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=colour, edgecolor="0.2", label=label)

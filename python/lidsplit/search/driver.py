@@ -22,12 +22,14 @@ import json
 import math
 import os
 from collections import deque
+from contextlib import closing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.executor import Executor, make_executor
 from lidsplit.common.io import atomic_write_text
 from lidsplit.common.rundir import StateFormat, jsonable_identity
 from lidsplit.common.progress import progress_bar
@@ -346,6 +348,9 @@ def run_search(
     progress: bool = True,
     stop_after: int | None = None,
     save_every: int = 1,
+    batch: int = 1,
+    executor: str | Executor = "local",
+    task_log: str | os.PathLike[str] | None = None,
 ) -> SearchResult:
     """Run ``strategy`` to the end, scoring each proposal with ``evaluator``.
 
@@ -355,6 +360,11 @@ def run_search(
     oracle: reporting only; never given to the strategy.
     stop_after: return after this many new evaluations (the history lets a later call go on).
     progress: a tqdm bar over the strategy's asks.
+    batch: architectures asked before their results are told (:func:`_ask_batch`), evaluated as
+        independent tasks by ``executor`` (:mod:`lidsplit.common.executor`; an evaluator must then be
+        picklable to run on Ray), then told in ask order. The history depends on ``batch`` (a strategy that
+        adapts sees results later), never on the executor, nor on where a run was interrupted; ``batch=1``
+        is ask, evaluate, tell, one at a time. ``task_log``: the tasks' records.
     """
     evaluate = getattr(evaluator, "evaluate", evaluator)
     if not callable(evaluate):
@@ -362,6 +372,9 @@ def run_search(
                         f"{type(evaluator).__name__}")
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 0):
         raise ValueError(f"run_search: stop_after must be a non-negative int or None, got {stop_after!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"run_search: batch must be an int >= 1, got {batch!r}")
+    ex = make_executor(executor)
     config = evaluator.config() if callable(getattr(evaluator, "config", None)) else None
     at = AskTell(strategy, history=history, oracle=oracle, tree=getattr(evaluator, "tree", None),
                  evaluator_config=config, save_every=save_every)
@@ -370,25 +383,52 @@ def run_search(
     best = _best(at.records)
     try:
         while stop_after is None or new < stop_after:
-            a = at.ask()
-            if a is None:
+            asked = _ask_batch(at, batch)
+            if stop_after is not None:  # the others stay handed out: a later call evaluates them first
+                asked = asked[:stop_after - new]
+            if not asked:
                 if not at.finished:
                     raise RuntimeError(f"run_search: {type(strategy).__name__} proposes nothing but is not finished")
                 break
-            r = evaluate(a)
-            if not isinstance(r, Result):
-                raise TypeError(f"run_search: the evaluator returned a {type(r).__name__}, expected a search Result")
-            at.tell(a, r)
-            new += 1
-            bar.update(len(at.records) - shown)
-            for rec in at.records[shown:]:  # incremental: no pass over the whole history per evaluation
-                if best is None or rank_key(rec.result) > rank_key(best.result):
-                    best = rec
-            shown = len(at.records)
-            if best is not None:
-                bar.set_postfix(best=f"{best.acc:.4f}", refresh=False)
+            results = ex.imap(_evaluate_task, [(a,) for a in asked], names=[f"evaluate {list(a)}" for a in asked],
+                              shared=evaluate, log=task_log)
+            with closing(results):
+                for a, r in zip(asked, results):
+                    if not isinstance(r, Result):
+                        raise TypeError(f"run_search: the evaluator returned a {type(r).__name__}, expected a search "
+                                        "Result")
+                    at.tell(a, r)
+                    new += 1
+                    bar.update(len(at.records) - shown)
+                    for rec in at.records[shown:]:  # incremental: no pass over the whole history per evaluation
+                        if best is None or rank_key(rec.result) > rank_key(best.result):
+                            best = rec
+                    shown = len(at.records)
+                    if best is not None:
+                        bar.set_postfix(best=f"{best.acc:.4f}", refresh=False)
     finally:
         bar.close()
         if at._unsaved:
             at.save()
+        if ex is not executor:
+            ex.close()
     return at.result()
+
+
+def _ask_batch(at: AskTell, batch: int) -> list[Arch]:
+    """The next batch of architectures to evaluate: asks until the strategy's ask count is a multiple of
+    ``batch`` (or it waits for results), after handing out again what an interrupted run left outstanding.
+    Batches end at the same asks however often the search was interrupted and resumed."""
+    asked: list[Arch] = []
+    while True:
+        a = at.ask()
+        if a is None:
+            return asked
+        asked.append(a)
+        if at._asks % batch == 0 and (batch == 1 or not at._reissue):
+            return asked
+
+
+def _evaluate_task(evaluate: Callable[[Arch], Result], arch: Arch) -> Result:
+    """One evaluation task (``evaluate``: the evaluator, shipped once per batch)."""
+    return evaluate(arch)

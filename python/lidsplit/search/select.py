@@ -28,7 +28,8 @@ import copy
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from lidsplit.common.errors import ConfigError
+from lidsplit.common.executor import Executor, LocalExecutor, make_executor
 from lidsplit.common.io import atomic_write_text, read_json
 from lidsplit.common.progress import progress_bar
 from lidsplit.common.rundir import diff_identity, jsonable_identity
@@ -83,6 +85,8 @@ def successive_halving(
     epochs: Sequence[int] = (1, 2, 4),
     seed: int = 0,
     progress: bool = False,
+    executor: str | Executor = "local",
+    task_log: str | os.PathLike[str] | None = None,
 ) -> tuple[Arch, list[dict[str, Any]]]:
     """GM-NAS supernet selection: train the candidates from scratch and keep the best, round by round.
 
@@ -91,6 +95,9 @@ def successive_halving(
     validation accuracy (then lower loss, then candidate order) and keeps the top ``keep[r]``. A round
     that would keep every remaining candidate is skipped (nothing to train for). ``keep`` must decrease
     and end with 1. Returns the winner and the rounds run.
+
+    executor: runs a round's trainings as independent tasks (:mod:`lidsplit.common.executor`; on Ray,
+    ``train_fn`` must be picklable); the rounds are the same whichever runs them. ``task_log``: their records.
     """
     cands = [tuple(int(v) for v in c) for c in candidates]
     if not cands:
@@ -106,20 +113,34 @@ def successive_halving(
         raise ValueError(f"successive_halving: epochs must be non-negative ints, got {epochs}")
     rounds: list[dict[str, Any]] = []
     alive = cands
-    for k, ep in zip(keep, epochs):
-        if len(alive) <= k:
-            continue
-        bar = progress_bar(alive, enabled=progress, desc=f"halving: {len(alive)} -> {k} ({ep} epochs)")
-        scored = []
-        for a in bar:
-            acc, loss = train_fn(a, ep, seed)
-            scored.append((a, float(acc), float(loss)))
-        bar.close()
-        order = _rank(scored)
-        alive = [scored[i][0] for i in order[:k]]
-        rounds.append({"epochs": ep, "keep": k, "scores": [[list(a), acc, loss] for a, acc, loss in scored],
-                       "kept": [list(a) for a in alive]})
+    ex = make_executor(executor)
+    try:
+        for k, ep in zip(keep, epochs):
+            if len(alive) <= k:
+                continue
+            bar = progress_bar(None, enabled=progress, total=len(alive),
+                               desc=f"halving: {len(alive)} -> {k} ({ep} epochs)")
+            scored = []
+            results = ex.imap(_train_task, [(a, ep, seed) for a in alive], shared=train_fn, log=task_log,
+                              names=[f"halving {list(a)} ({ep} epochs)" for a in alive])
+            with closing(results):
+                for a, (acc, loss) in zip(alive, results):
+                    scored.append((a, float(acc), float(loss)))
+                    bar.update(1)
+            bar.close()
+            order = _rank(scored)
+            alive = [scored[i][0] for i in order[:k]]
+            rounds.append({"epochs": ep, "keep": k, "scores": [[list(a), acc, loss] for a, acc, loss in scored],
+                           "kept": [list(a) for a in alive]})
+    finally:
+        if ex is not executor:
+            ex.close()
     return alive[0], rounds
+
+
+def _train_task(train_fn: TrainFn, arch: Arch, epochs: int, seed: int) -> tuple[float, float]:
+    """One training of successive halving (``train_fn``: shipped once per round)."""
+    return train_fn(arch, epochs, seed)
 
 
 def _picks_of(source: SearchResult | Mapping[Any, Record | Result | Sequence[int]],
@@ -158,6 +179,8 @@ def select_final(
     epochs: Sequence[int] = (1, 2, 4),
     seed: int = 0,
     progress: bool = False,
+    executor: str | Executor = "local",
+    task_log: str | os.PathLike[str] | None = None,
 ) -> Selection:
     """Choose the final architecture among the leaves' picks (see the module doc for the criteria).
 
@@ -166,6 +189,7 @@ def select_final(
         (``val_loss`` without ``leaf_losses``), and checks each pick lies in its leaf.
     train_fn: successive halving's trainer; default ``scratch_train_fn(supernet, loaders)`` (``loaders``
         defaults to the evaluator's; pass ``scratch_train_fn(..., work_dir=...)`` to make it resumable).
+    executor / task_log: successive halving's trainings as tasks (:func:`successive_halving`).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"select_final: criterion must be one of {list(CRITERIA)}, got {criterion!r}")
@@ -204,7 +228,8 @@ def select_final(
             raise ValueError("select_final: the default trainer needs loaders (or an evaluator holding them)")
         train_fn = scratch_train_fn(supernet, loaders)
     archs = [table[lf][0] for lf in leaves]
-    winner, rounds = successive_halving(archs, train_fn, keep=keep, epochs=epochs, seed=seed, progress=progress)
+    winner, rounds = successive_halving(archs, train_fn, keep=keep, epochs=epochs, seed=seed, progress=progress,
+                                        executor=executor, task_log=task_log)
     reached: dict[int | None, float] = {}
     for r in rounds:
         for a, acc, _ in r["scores"]:
@@ -257,6 +282,7 @@ def train_from_scratch(
     keep_model: bool = True,
     progress: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
+    executor: str | Executor = "local",
     **hparams: Any,
 ) -> ScratchResult:
     """Train ``arch`` alone from freshly initialised weights and report validation (and test) accuracy.
@@ -270,7 +296,19 @@ def train_from_scratch(
     keep_model: return the trained network (``materialize``: a plain network without Choice modules).
     checkpoint: a file written after every epoch and resumed from when it exists (``train_subsupernet``'s
         checkpoint; refused with ``CheckpointError`` when it belongs to another training run).
+    executor: where the training runs (:mod:`lidsplit.common.executor`): ``"ray"`` sends it to a Ray
+        worker (a GPU one when the supernet is on cuda) as one task; the result travels back through the
+        object store, the checkpoint is written where the worker sees ``checkpoint``.
     """
+    ex = make_executor(executor)
+    if not isinstance(ex, LocalExecutor):
+        try:
+            args = (tuple(arch), supernet, loaders, epochs, dict(hparams, seed=seed, test=test, keep_model=keep_model,
+                                                                  checkpoint=checkpoint))
+            return ex.map(_scratch_task, [args], names=[f"scratch {list(arch)} ({epochs} epochs)"])[0]
+        finally:
+            if ex is not executor:
+                ex.close()
     for split in ("train", "val") + (("test",) if test else ()):
         if not hasattr(loaders, split):
             raise TypeError(f"train_from_scratch: loaders must be a DataLoaders with train / val / test loaders, got "
@@ -286,6 +324,28 @@ def train_from_scratch(
     net = materialize(model, a) if keep_model else None
     return ScratchResult(a, int(epochs), val.accuracy, val.loss, tst.accuracy if tst else math.nan,
                          tst.loss if tst else math.nan, net, res.history)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive OS lock on ``path`` (blocking; a no-op without ``fcntl``) while the block runs."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: one process at a time there
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _scratch_task(_shared: None, arch: Arch, supernet: Any, loaders: Any, epochs: int,
+                  kw: dict[str, Any]) -> ScratchResult:
+    """:func:`train_from_scratch` as one executor task."""
+    return train_from_scratch(arch, supernet, loaders, epochs, **kw)
 
 
 def scratch_train_fn(
@@ -330,7 +390,11 @@ def scratch_train_fn(
                                progress=progress, checkpoint=ckpt, **hparams)
         if results_path is not None:
             done[key] = [r.val_acc, r.val_loss]
-            atomic_write_text(results_path, json.dumps({"setup": setup, "results": done}, indent=1) + "\n")
+            with _locked(ckpt_dir / ".results.lock"):  # trainings running in parallel (Ray) each add theirs
+                if results_path.exists():
+                    saved = read_json(results_path, what="successive-halving results file")
+                    done.update({k: v for k, v in saved["results"].items() if k not in done})
+                atomic_write_text(results_path, json.dumps({"setup": setup, "results": done}, indent=1) + "\n")
             ckpt.unlink(missing_ok=True)  # the result above is what the checkpoint was kept for
         return r.val_acc, r.val_loss
 

@@ -56,6 +56,14 @@ Run directory (``run_dir``; optional but needed to resume)::
     nodes/<id>/optim.pt      its optimiser state after the warm-up (``carry_optimizer=True`` only)
     nodes/<id>/finetune.pt   train_subsupernet checkpoint of a leaf's fine-tuning
     nodes/<id>/final.pt      a leaf's final weights (``node.info["weights"]``, relative to run_dir)
+    tasks.jsonl              one record per task run (what, where, when: ``lidsplit.common.executor``)
+
+Executors (``executor=``, :mod:`lidsplit.common.executor`): a level's nodes (warm-up + scoring) are one
+batch of independent tasks, and the leaves' fine-tunes another; ``"local"`` runs them here one after
+another (the order above), ``"ray"`` as Ray tasks, ``workers`` at a time. Each task reads its start
+weights from the run directory (its parent's ``trained.pt``) and writes its own artefacts there; the
+driver applies the splits and writes ``tree.json`` / ``run.json`` in tree order, so the files are the
+same byte for byte whichever executor ran them (every seed derives from the run seed and the node id).
 
 Every step is deterministic and skipped when its output exists, so re-running the same call after an
 interruption (an exception, a kill) resumes where it stopped and gives the same tree and weights as an
@@ -77,7 +85,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +97,7 @@ from torch import nn
 import lidsplit.train as _train  # looked up at call time: tests and tools may wrap train_subsupernet
 from lidsplit.common.batch import model_device
 from lidsplit.common.errors import RunMismatchError
+from lidsplit.common.executor import TASK_LOG, Executor, make_executor
 from lidsplit.common.progress import progress_bar
 from lidsplit.common.rundir import RunDir, StateFormat
 from lidsplit.common.seeds import derive_seed
@@ -431,7 +440,9 @@ class SplitRun:
     The steps (each takes a node id, is idempotent given the run directory, and returns plain data):
     :meth:`warm_up`, :meth:`score`, :meth:`choose`, :meth:`fine_tune`; :meth:`run` chains them level by
     level (module docstring) and returns the :class:`SplitResult`. ``score_data``: the scoring batches'
-    source (default ``data``); ``root``: the sub-supernet to split (default the full space). ``nproc``:
+    source (default ``data``); ``root``: the sub-supernet to split (default the full space); ``executor``:
+    runs the steps (:mod:`lidsplit.common.executor`; default in this process), which :meth:`run` hands
+    one level's nodes, then the leaves, at a time. ``nproc``:
     every training (warm-ups, fine-tunes) runs data-parallel on that many local processes
     (``lidsplit.train.train_data_parallel``); scoring stays in this process. Not part of the run's identity:
     the weights equal one process's up to float rounding, and a run may resume with another ``nproc``.
@@ -443,11 +454,12 @@ class SplitRun:
     def __init__(self, model: nn.Module, data: Any, config: SplitConfig, *, score_data: Any = None,
                  root: SubSupernet | None = None, run_dir: str | os.PathLike[str] | None = None,
                  progress: bool = True, callback: Callable[[SplitEvent], None] | None = None,
-                 nproc: int = 1) -> None:
+                 executor: Executor | None = None, nproc: int = 1) -> None:
         if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
             raise ValueError(f"nproc: expected an int >= 1 (data-parallel processes per training), got {nproc!r}")
         self.nproc = nproc
         cfg = self.config = config
+        self.executor = make_executor(executor)
         space = search_space(model)
         root_sub = SubSupernet.full(space) if root is None else root
         if not isinstance(root_sub, SubSupernet) or root_sub.space != space:
@@ -551,10 +563,16 @@ class SplitRun:
         """Train ``leaf`` after the last split (from its parent's warmed-up weights, or fresh ones with
         ``restart``) for ``finetune_epochs``; saves ``nodes/<leaf>/final.pt`` and returns the leaf's
         ``finetune`` record. A leaf already fine-tuned is not trained again."""
-        cfg, n = self.config, self.tree.nodes[leaf]
-        key = f"nodes/{leaf}/final.pt"
-        if "weights" in n.info and self.store.has(key):
+        n = self.tree.nodes[leaf]
+        if "weights" in n.info and self.store.has(f"nodes/{leaf}/final.pt"):
             return n.info["finetune"]
+        record, seconds = self._fine_tune_train(leaf)
+        return self._finish_leaf(leaf, record, seconds)
+
+    def _fine_tune_train(self, leaf: int) -> tuple[dict[str, Any], float]:
+        """The training of :meth:`fine_tune` (what a worker runs): saves the leaf's final weights and returns
+        its ``finetune`` record and the seconds taken; the tree is left to :meth:`_finish_leaf`."""
+        cfg = self.config
         t0 = time.perf_counter()
         self.model.load_state_dict(self._start_state(leaf))
         if cfg.restart:  # fresh weights, fresh optimiser, own cosine
@@ -566,11 +584,15 @@ class SplitRun:
             sched = self._segment(self.tree.depth(leaf), cfg.finetune_epochs, leaf=True)
             optim = self._start_optimizer(leaf)
         hist, _ = self._train(leaf, "finetune", cfg.finetune_epochs, "finetune.pt", sched, optim)
-        self.store.save(key, _clone_state(self.model))
-        n.info["finetune"] = {"epochs": cfg.finetune_epochs, "restart": cfg.restart, "history": hist}
-        n.info["weights"] = key
-        self.state["timings"].setdefault(str(leaf), {})["finetune"] = time.perf_counter() - t0
-        return n.info["finetune"]
+        self.store.save(f"nodes/{leaf}/final.pt", _clone_state(self.model))
+        return {"epochs": cfg.finetune_epochs, "restart": cfg.restart, "history": hist}, time.perf_counter() - t0
+
+    def _finish_leaf(self, leaf: int, record: dict[str, Any], seconds: float) -> dict[str, Any]:
+        n = self.tree.nodes[leaf]
+        n.info["finetune"] = record
+        n.info["weights"] = f"nodes/{leaf}/final.pt"
+        self.state["timings"].setdefault(str(leaf), {})["finetune"] = seconds
+        return record
 
     # ---- the run ------------------------------------------------------------------------------------
     def run(self) -> SplitResult:
@@ -588,41 +610,66 @@ class SplitRun:
         status = progress_bar(None, enabled=self.progress, desc="split", total=self.planned_steps, initial=done)
         if self.state.get("status") != "done":
             self._split_levels(status)
-            for leaf in self.tree.leaves():
-                if "weights" in leaf.info and self.store.has(f"nodes/{leaf.id}/final.pt"):
-                    continue
-                info = self.fine_tune(leaf.id)
-                self._save()
-                status.update(1)
-                self._emit("finetune", None, leaf.id, history=info["history"])
+            todo = [leaf.id for leaf in self.tree.leaves()
+                    if not ("weights" in leaf.info and self.store.has(f"nodes/{leaf.id}/final.pt"))]
+            tasks = self._tasks(_finetune_task, [(leaf,) for leaf in todo], [f"finetune leaf {leaf}" for leaf in todo])
+            with closing(tasks):
+                for leaf, (record, seconds, mem) in zip(todo, tasks):
+                    self.store.mem.update(mem)
+                    info = self._finish_leaf(leaf, record, seconds)
+                    self._save()
+                    status.update(1)
+                    self._emit("finetune", None, leaf, history=info["history"])
             self.state["status"] = "done"
             self.store.save_state(self.state)
         status.close()
 
     def _split_levels(self, status: Any) -> None:
+        """Level after level: the level's nodes to split are warmed up and scored as independent tasks
+        (the executor's); their splits are applied and saved in tree order."""
         frontier, level = [0], 0
         while True:
             caps = [_capacity(self.tree.nodes[i].sub, self.config.candidates) for i in frontier]
             plan = self.config.policy.plan(level, len(frontier), caps)
             if plan is None:
                 return
+            todo = [(nid, b) for nid, b in zip(frontier, plan) if b > 1 and not self.tree.nodes[nid].children]
+            tasks = self._tasks(_node_task, [(nid, level) for nid, _ in todo],
+                                [f"warmup+score node {nid} (level {level})" for nid, _ in todo])
+            with closing(tasks):
+                for (nid, b), (warm, scored, mem) in zip(todo, tasks):
+                    self.store.mem.update(mem)
+                    self._apply_split(nid, level, b, warm, scored, status)
             nxt: list[int] = []
             for nid, b in zip(frontier, plan):
-                if b <= 1:
-                    nxt.append(nid)
-                    continue
-                if not self.tree.nodes[nid].children:
-                    self._split_node(nid, level, b, status)
-                nxt.extend(self.tree.nodes[nid].children)
+                nxt.extend(self.tree.nodes[nid].children if b > 1 else [nid])
             frontier = nxt
             level += 1
 
-    def _split_node(self, nid: int, level: int, b: int, status: Any) -> None:
-        warm = self.warm_up(nid, level)
+    def _tasks(self, fn: Callable[..., Any], args: list[tuple[Any, ...]], names: list[str]) -> Any:
+        """The executor's results of ``fn(run, *a)`` for ``a`` in ``args``, in order. Locally ``run`` is this
+        run; a remote worker gets a copy of it (its model, data and tree as they are now; no callback)."""
+        log = None if self.store.dir is None else self.store.dir / TASK_LOG
+        if self.executor.name == "local":
+            return self.executor.imap(fn, args, names=names, shared=self, log=log)
+        return self.executor.imap(fn, args, names=names, shared=self._worker_copy(), log=log)
+
+    def _worker_copy(self) -> SplitRun:
+        """What a worker gets: this run without the driver-only parts, its run directory made absolute (a
+        worker's working directory is not the driver's)."""
+        w = copy.copy(self)
+        w.callback, w.executor, w.progress = None, None, False
+        w.store = copy.copy(self.store)
+        if self.store.rd is not None:
+            w.store.rd = RunDir(self.store.dir.absolute(), flag="run_dir")
+            w.store.dir = w.store.rd.path
+        return w
+
+    def _apply_split(self, nid: int, level: int, b: int, warm: dict[str, Any], scored: NodeScores,
+                     status: Any) -> None:
         node = self.tree.nodes[nid]
         node.info["warmup"] = {"epochs": warm["epochs"], "history": warm["history"]}
         self._emit("warmup", level, nid, epochs=warm["epochs"], history=warm["history"])
-        scored = self.score(nid)
         self.choose(nid, b, scored)
         self.state["timings"][str(nid)] = {
             "warmup": warm["seconds"], "score": scored.seconds,
@@ -672,6 +719,26 @@ class SplitRun:
     def _emit(self, kind: str, level: int | None, node: int | None, **info: Any) -> None:
         if self.callback is not None:
             self.callback(SplitEvent(kind, level, node, self.tree, info))
+
+
+def _written(store: _RunStore, before: Mapping[str, Any]) -> dict[str, Any]:
+    """The in-memory artefacts a task wrote (a run without run directory: they travel back with its result)."""
+    return {k: v for k, v in store.mem.items() if before.get(k) is not v}
+
+
+def _node_task(run: SplitRun, nid: int, level: int) -> tuple[dict[str, Any], NodeScores, dict[str, Any]]:
+    """One split task: warm ``nid`` up and score its candidate edges (the split itself is the driver's)."""
+    before = dict(run.store.mem)
+    warm = run.warm_up(nid, level)
+    scored = run.score(nid)
+    return warm, scored, _written(run.store, before)
+
+
+def _finetune_task(run: SplitRun, leaf: int) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    """One leaf's fine-tuning task."""
+    before = dict(run.store.mem)
+    record, seconds = run._fine_tune_train(leaf)
+    return record, seconds, _written(run.store, before)
 
 
 def _split_record(cfg: SplitConfig, sub: SubSupernet, b: int, scored: NodeScores) -> dict[str, Any]:
@@ -747,6 +814,9 @@ def run_split(
     callback: Callable[[SplitEvent], None] | None = None,
     criterion_options: Mapping[str, Any] | None = None,
     nproc: int = 1,
+    executor: str | Executor = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> SplitResult:
     """Split ``model`` (a supernet; not modified: the run trains a copy) into sub-supernets; returns the
     :class:`SplitResult` (the split tree, its leaves' weights, the timings). See the module docstring for
@@ -775,6 +845,13 @@ def run_split(
     run_dir: directory for checkpoints / resume (created if missing).
     progress: tqdm bars; callback: see :class:`SplitEvent`.
     nproc: data-parallel processes for every training (:class:`SplitRun`); 1: this process.
+    executor / workers / ray_address: where the steps run (:mod:`lidsplit.common.executor`): ``"local"``
+        (this process, one after another) or ``"ray"`` (Ray tasks, ``workers`` at a time, on the cluster at
+        ``ray_address`` or a local one started for this call); an :class:`Executor` is used as given (and
+        not closed). The result is the same, byte for byte, whatever runs it; with a run directory every
+        task is recorded in ``run_dir/tasks.jsonl``. Ray workers on other machines need ``run_dir`` on
+        storage they mount at the same path (without a run directory, weights travel through Ray's
+        object store).
 
     The model (the supernet contract, :class:`~lidsplit.supernet.Choice`): any module holding Choices (or
     another codebase's supernet after :func:`~lidsplit.supernet.adapt`). ``lid`` profiles
@@ -784,8 +861,13 @@ def run_split(
     config = SplitConfig(criterion, policy, warmup_epochs, finetune_epochs, restart, lr_schedule, carry_optimizer,
                          train, batch_size, batches, score_batch_size, rule, balanced, candidates, seed,
                          criterion_options)
-    return SplitRun(model, data, config, score_data=score_data, root=root, run_dir=run_dir, progress=progress,
-                    callback=callback, nproc=nproc).run()
+    ex = make_executor(executor, workers=workers, address=ray_address, device=model_device(model))
+    try:
+        return SplitRun(model, data, config, score_data=score_data, root=root, run_dir=run_dir, progress=progress,
+                        callback=callback, executor=ex, nproc=nproc).run()
+    finally:
+        if ex is not executor:  # made here: a local Ray cluster started for this call is shut down
+            ex.close()
 
 
 #: the old name of :func:`run_split` (``lidsplit.split.split``), kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lidsplit.common.executor import TASK_LOG
 from lidsplit.common.io import parse_file
 from lidsplit.common.rundir import RunDir
 from lidsplit.pipeline.stages.base import Stage
@@ -58,7 +59,7 @@ class EvaluateStage(Stage):
             train_fn = scratch_train_fn(p.new_supernet, ev.loaders, progress=p.progress, work_dir=work / "halving",
                                         **p.train_hparams())
         s = select_final(searched, e.select, evaluator=ev, train_fn=train_fn, seed=p.seed,
-                         progress=p.progress)
+                         progress=p.progress, executor=p.executor, task_log=work / TASK_LOG)
         sel = {"arch": list(s.arch), "scores": {str(k): v for k, v in s.scores.items()}, "rounds": s.rounds}
         work.save_json("selection.json", sel)
         return sel
@@ -89,7 +90,8 @@ class EvaluateStage(Stage):
         if e.scratch_epochs > 0:
             p.log(f"evaluate: training the final architecture from scratch for {e.scratch_epochs} epochs")
             sr = train_from_scratch(arch, p.new_supernet, ev.loaders, e.scratch_epochs, seed=p.seed,
-                                    progress=p.progress, checkpoint=work / "scratch.ckpt", **p.train_hparams())
+                                    progress=p.progress, checkpoint=work / "scratch.ckpt", executor=p.executor,
+                                    **p.train_hparams())
             out.save_state(p.path("final_model").name, sr.model.state_dict())
             final["scratch"] = {"epochs": sr.epochs, "val_acc": sr.val_acc, "val_loss": sr.val_loss,
                                 "test_acc": sr.test_acc, "test_loss": sr.test_loss, "model": p.path("final_model").name}

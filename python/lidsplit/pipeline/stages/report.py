@@ -1,10 +1,11 @@
 """The report stage: the tree, the leaves' layer-wise LID profiles, per-edge separability, search
-progress (``out/report/``: PNGs and summary.json, rebuilt every time)."""
+progress, the timeline of the stages' tasks (``out/report/``: PNGs and summary.json, rebuilt every time)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from lidsplit.common.executor import TASK_LOG, read_task_records
 from lidsplit.common.rundir import RunDir
 from lidsplit.pipeline.stages.base import Stage
 from lidsplit.report import leaf_lid_profiles, write_report
@@ -28,5 +29,7 @@ class ReportStage(Stage):
                                      k=r.lid_k, seed=p.seed, progress=p.progress)
         history = p.path("search") / "history.json"
         final = p.evaluate_stage.result() if p.evaluate_stage.done() else None
+        tasks = [{**t, "stage": stage} for stage in ("split", "search", "evaluate")
+                 for t in read_task_records(p.path(stage) / TASK_LOG)]
         return write_report(self.dir, p.tree, lid_profiles=profiles, search=history if history.exists() else None,
-                            final=final, config=p.config.to_dict(), dpi=r.dpi)
+                            final=final, config=p.config.to_dict(), dpi=r.dpi, tasks=tasks)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from lidsplit.common.errors import ConfigError
+from lidsplit.common.executor import TASK_LOG
 from lidsplit.common.rundir import RunDir
 from lidsplit.common.seeds import derive_seed
 from lidsplit.pipeline.stages.base import Stage
@@ -53,7 +54,8 @@ class SearchStage(Stage):
         d.create()
         t0 = time.perf_counter()
         try:
-            res = run_search(p.evaluator(), self.strategy(), history=d / "history.json", progress=p.progress)
+            res = run_search(p.evaluator(), self.strategy(), history=d / "history.json", progress=p.progress,
+                             batch=p.config.search.batch, executor=p.executor, task_log=d / TASK_LOG)
         except HistoryError as e:
             raise ConfigError(str(e)) from e
         summary = {

@@ -44,7 +44,7 @@ class SplitStage(Stage):
             tree = lidsplit.run_split(
                 p.build_model(), p.data, s.criterion, s.rounds, train=p.train_hparams(),
                 batch_size=cfg.data.batch_size, batches=s.batches, seed=p.seed, run_dir=self.dir,
-                progress=p.progress, nproc=cfg.train.nproc, **protocol,
+                progress=p.progress, nproc=cfg.train.nproc, executor=p.executor, **protocol,
             )
         except SplitRunError as e:
             raise ConfigError(str(e)) from e
