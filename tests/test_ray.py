@@ -67,8 +67,13 @@ def local_run(data, tmp_path_factory):  # type: ignore[no-untyped-def]
     return _files(d)
 
 
-def _slow_identity(shared, i, delay):  # noqa: ANN001, ANN202 - a task
-    time.sleep(delay)
+def _identity_task(shared, i, wait_for, touch):  # noqa: ANN001, ANN202 - a task
+    """Returns ``i``; first waits (at most 60 s) for file ``wait_for``, then creates file ``touch``."""
+    deadline = time.monotonic() + 60
+    while wait_for and not os.path.exists(wait_for) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if touch:
+        open(touch, "w").close()
     if i < 0:
         raise KeyError(f"task {i} refuses")
     return i
@@ -77,14 +82,16 @@ def _slow_identity(shared, i, delay):  # noqa: ANN001, ANN202 - a task
 def test_results_come_in_task_order_and_errors_as_themselves(cluster, tmp_path):
     ex = RayExecutor(2)
     log = tmp_path / "tasks.jsonl"
-    # the first task finishes last
-    assert ex.map(_slow_identity, [(0, 1.0), (1, 0.0), (2, 0.0)], names=["a", "b", "c"], log=log) == [0, 1, 2]
+    # the first task finishes last: it waits for the third, which the other worker runs after the second
+    mark = str(tmp_path / "third-done")
+    tasks = [(0, mark, None), (1, None, None), (2, None, mark)]
+    assert ex.map(_identity_task, tasks, names=["a", "b", "c"], log=log) == [0, 1, 2]
     recs = read_task_records(log)
     assert sorted(r["task"] for r in recs) == ["a", "b", "c"]
     assert recs[-1]["task"] == "a"  # recorded when it finished
     assert len({r["pid"] for r in recs}) == 2 and all(r["node"] and r["pid"] != os.getpid() for r in recs)
     with pytest.raises(KeyError, match="task -1 refuses"):
-        ex.map(_slow_identity, [(-1, 0.0)], names=["bad"])
+        ex.map(_identity_task, [(-1, None, None)], names=["bad"])
     ex.close()
     assert ray.is_initialized()  # a cluster it did not start is left running
     with pytest.raises(ConfigError, match="asks for 8 CPU"):  # would wait forever on 2 CPUs
