@@ -89,7 +89,9 @@ def test_results_come_in_task_order_and_errors_as_themselves(cluster, tmp_path):
     recs = read_task_records(log)
     assert sorted(r["task"] for r in recs) == ["a", "b", "c"]
     assert recs[-1]["task"] == "a"  # recorded when it finished
-    assert len({r["pid"] for r in recs}) == 2 and all(r["node"] and r["pid"] != os.getpid() for r in recs)
+    pid = {r["task"]: r["pid"] for r in recs}
+    assert pid["a"] != pid["c"]  # ran at the same time (Ray may start a worker process per task)
+    assert all(r["node"] and r["pid"] != os.getpid() for r in recs)
     with pytest.raises(KeyError, match="task -1 refuses"):
         ex.map(_identity_task, [(-1, None, None)], names=["bad"])
     ex.close()
