@@ -28,7 +28,8 @@ from lidsplit.split.proxies import (
 
 
 class Net(nn.Module):
-    """C = 4 (the stem's width, the code's ``net._C``); ``spare`` is never called (its gradient: zeros)."""
+    """C = 4 (the gcd of the conv widths, the code's ``net._C``); ``spare`` is never called (its gradient:
+    zeros)."""
 
     def __init__(self, inplace: bool = False, seed: int = 0) -> None:
         super().__init__()
@@ -135,12 +136,26 @@ def test_ntk_code_hand() -> None:
     g = code_matrix(m, x, 4)
     e = torch.linalg.eigvalsh(g @ g.T)
     assert ntk_code(m.eval(), x) == pytest.approx(float(e[-1] / e[0]), rel=1e-6)
-    # rows: the stem's width by default; another divisor is another matrix; a non-divisor is an error
+    # rows: the gcd of the conv widths (4, 8) by default; another divisor is another matrix; a non-divisor
+    # is an error
     g2 = code_matrix(m, x, 2)
     e2 = torch.linalg.eigvalsh(g2 @ g2.T)
     assert ntk_code(m.eval(), x, rows=2) == pytest.approx(float(e2[-1] / e2[0]), rel=1e-6)
     with pytest.raises(ValueError, match="rows=3 does not divide"):
         ntk_code(m, x, rows=3)
+
+
+def test_code_rows_default_on_darts() -> None:
+    from lidsplit.spaces import darts
+    from lidsplit.supernet import SubSupernet, search_space, use_sum
+
+    torch.manual_seed(0)
+    net = darts(C=4, layers=3, steps=2, num_classes=5, in_channels=3)
+    x, _ = batch(n=6)
+    with use_sum(net, SubSupernet.full(search_space(net))):
+        assert ntk_code(net, x) == pytest.approx(ntk_code(net, x, rows=4), rel=1e-12)
+        with pytest.raises(ValueError, match="rows=12 does not divide"):
+            ntk_code(net, x, rows=12)  # the stem's width 3C
 
 
 def test_code_convention_runs_in_eval_mode_and_restores() -> None:

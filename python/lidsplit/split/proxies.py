@@ -34,7 +34,7 @@ module in eval mode (BatchNorm with running statistics), as that code's collecto
 original papers (2% to 20000% on NB201) in four proxies; ``G`` is its ``(C, P)`` gradient matrix: with
 ``R = sum(logits)`` (no loss), ``dR/dW`` of every Conv / Linear layer in ``model.modules()`` order (zeros
 for one the forward did not reach) reshaped to ``(C, -1)`` and concatenated along columns, ``C`` the
-network's width (``rows``; default the first layer's output channels, the stem):
+network's width (``rows``; default the gcd of the Conv layers' output channels: ``C`` on NB201 and DARTS):
 
 ================  =======================================================================================
 ``gradnorm``      ``||G||_F``: one global norm of the logit-sum gradient (original: one norm per layer of
@@ -520,13 +520,15 @@ def fisher(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn
 def _code_rows(model: nn.Module, x: Tensor, rows: int | None, who: str) -> Tensor:
     """The ZC-split code's gradient matrix: ``R = sum(logits)``; for every Conv/Linear layer in
     ``model.modules()`` order ``dR/dW`` (zeros for a layer the forward did not reach) reshaped to
-    ``(rows, -1)``, concatenated along columns: ``(rows, P)`` float64. ``rows`` defaults to the output
-    channels of the first Conv/Linear layer (the stem: the network's ``C``, the code's ``net._C``)."""
+    ``(rows, -1)``, concatenated along columns: ``(rows, P)`` float64. ``rows`` defaults to the greatest
+    common divisor of the Conv layers' output channels (NB201 and DARTS: the width ``C``, the code's
+    ``net._C``; the stem's ``3C`` of DARTS would not divide its ``C x C`` convolutions)."""
     layers = prunable_layers(model)
     if not layers:
         raise DegenerateProxyError(f"{who}: the model has no Conv/Linear layer")
     if rows is None:
-        rows = int(layers[0].weight.shape[0])
+        convs = [m for m in layers if isinstance(m, _ConvNd)] or layers
+        rows = math.gcd(*(int(m.weight.shape[0]) for m in convs))
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ValueError(f"{who}: rows must be an int >= 1, got {rows!r}")
     for m in layers:

@@ -23,7 +23,7 @@ the proxies, matching zero-cost-nas and TE-NAS to 1e-6, run in :func:`characteri
 with batch statistics, as those codes' train-mode networks). ``"zc-split-code"``: those of the ZC-split
 paper's released code (brain-bzh/metric_driven_few_shot_nas), which differ (2% to 20000% on NB201):
 gradnorm is one global norm of the gradient of ``sum(logits)``; jacob_cov and ntk work on the
-per-channel rows of that weight gradient (``(C, P)``, ``C`` the stem's width: option ``rows``) instead
+per-channel rows of that weight gradient (``(C, P)``, ``C`` the network's width: option ``rows``) instead
 of per-sample Jacobians; synflow keeps the BatchNorms (``bn=True``); and every module runs in eval mode
 (BatchNorm with running statistics). snip, grasp and linear_regions keep their definition (in eval
 mode); fisher, absent from that code, keeps Turner et al.'s. That code also evaluates whole
