@@ -149,12 +149,8 @@ def _prunable_weight_names(tensors: dict[str, Tensor], model: nn.Module) -> list
     """The names (keys of ``tensors``, as :func:`_swapped` yields them) of the Conv/Linear weights, a
     shared weight once, in ``model.modules()`` order."""
     by_id = {id(t): n for n, t in tensors.items()}  # the replacements: one object per original tensor
-    out: list[str] = []
-    for m in prunable_layers(model):
-        n = by_id.get(id(m.weight))
-        if n is not None and n not in out:
-            out.append(n)
-    return out
+    names = (by_id.get(id(m.weight)) for m in prunable_layers(model))
+    return list(dict.fromkeys(n for n in names if n is not None))
 
 
 @contextmanager
