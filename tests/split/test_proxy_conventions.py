@@ -219,3 +219,33 @@ def test_pipeline_config_key() -> None:
     assert Config.from_dict({}).split.proxy_convention == "original"
     with pytest.raises(ConfigError, match="proxy_convention"):
         Config.from_dict({"split": {"proxy_convention": "paper"}})
+
+
+def test_pipeline_split_stage_passes_the_convention(tmp_path, monkeypatch) -> None:
+    import lidsplit
+    from lidsplit.pipeline.config import ConfigError
+    from lidsplit.pipeline.pipeline import Pipeline
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_run_split(model, data, criterion, policy, **kw):
+        seen.update(criterion=criterion, options=kw.get("criterion_options"))
+        raise Stop
+
+    monkeypatch.setattr(lidsplit, "run_split", fake_run_split)
+    pipe = Pipeline(tmp_path / "a", [{"split": {"criterion": "jacob_cov", "proxy_convention": "zc-split-code"}}],
+                    log=lambda s: None)
+    with pytest.raises(Stop):
+        pipe.stages["split"].run()
+    assert seen == {"criterion": "jacob_cov", "options": {"convention": "zc-split-code"}}
+    pipe = Pipeline(tmp_path / "b", [{"split": {"criterion": "snip"}}], log=lambda s: None)
+    with pytest.raises(Stop):
+        pipe.stages["split"].run()
+    assert seen["options"] is None  # the default passes nothing: saved runs keep their identity
+    pipe = Pipeline(tmp_path / "c", [{"split": {"criterion": "lid", "proxy_convention": "zc-split-code"}}],
+                    log=lambda s: None)
+    with pytest.raises(ConfigError, match="proxy_convention"):
+        pipe.stages["split"].run()

@@ -13,7 +13,7 @@ and what the ZC-split code evaluates. It was the default before; it is kept as a
 is slow on large spaces: each of the n + 1 evaluations per edge is a forward and backward of the whole
 supernet (every op of every edge: 7 computed ops per DARTS edge), and on CPU the backward of DARTS's
 depthwise / dilated convolutions costs 4-30x their forward. On the DARTS space (28 edges) ``"sum"``
-made snip and synflow 10-17x as slow as ``lid``; ``"path"`` costs about one single-path forward and
+made snip and synflow 17x and 8x as slow as ``lid``; ``"path"`` costs about one single-path forward and
 backward per variant (``benchmarks/bench_proxies.md``). ``"weighted"``: a DARTS mixture with
 ``arch_weights``. The paper defines its gradient-matching model with the op *disabled*
 (``variant="disable"``: the edge keeps every op but ``op``).
