@@ -11,6 +11,8 @@
 # 4. a fresh venv with nothing but the repaired CPU wheel and its dependencies, from outside the
 #    checkout: the ops run and agree with the pure-torch reference (.ci/wheel_smoke.py); then the CUDA
 #    wheel in its place: it imports and runs on a machine without a GPU or driver.
+# Added CI time, measured once on the shared 2-core machine at load average 5-21: 776 s (CPU wheel,
+# isolated build 389 s; CUDA wheel reusing the kernels 31 s; fresh venv with torch + smoke tests 345 s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
