@@ -28,7 +28,7 @@ def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_builtin_names_are_the_pipeline_choices() -> None:
     names = criterion_names()
     assert names == ("lid", "gm", "gradnorm", "snip", "grasp", "synflow", "jacob_cov", "ntk", "linear_regions",
-                     "exhaustive", "random")
+                     "fisher", "exhaustive", "random")
     assert lidsplit.split.CRITERIA == names  # the old name, kept for a release
     (field,) = [f for f in FIELDS if f.section == "split" and f.key == "criterion"]
     assert field.choices == names

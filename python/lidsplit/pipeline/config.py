@@ -113,6 +113,9 @@ class SplitSection:
                            "continued (one cosine per root-to-leaf path)", "split", choices=LR_SCHEDULES)
     carry_optimizer: bool = key(False, "custom: children inherit their parent's optimiser state", "split")
     batches: int = key(8, "scoring batches R per edge", "split", minimum=1)
+    proxy_convention: str = key("original", "zero-cost-proxy criteria: the original papers' definitions or the "
+                                "ZC-split paper's code (zc-split-code)", "split",
+                                choices=lambda: tuple(_split.proxies.CONVENTIONS))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,34 @@ paper that introduced it, as implemented by its authors' code:
 ``linear_regions``Chen et al. 2021 (TE-NAS): number of distinct activation patterns (sign of every
                   ``nn.ReLU`` output, all layers concatenated) over the batch, divided by the batch size
                   (``normalise=False``: the count).
+``fisher``        Turner et al. 2020, as Abdelfattah et al. 2021's code: per Conv / Linear output ``a``
+                  ``(N, K, ...)`` and ``g = dL/da``, ``F_k = 0.5 mean_n (sum_spatial a g)_nk^2``; score
+                  ``sum_l prod(W_l.shape[1:]) sum_k F_lk`` (each channel's value counted once per weight).
 ================  =======================================================================================
+
+Conventions (``compute_proxy(..., convention=...)``, :data:`CONVENTIONS`). ``"original"`` (default): the
+table above, in the model's current mode. ``"zc-split-code"``: the definitions of the ZC-split paper's
+released code (brain-bzh/metric_driven_few_shot_nas, ``pkg/metrics``), :data:`CODE_PROXIES`, with every
+module in eval mode (BatchNorm with running statistics), as that code's collectors. It differs from the
+original papers (2% to 20000% on NB201) in four proxies; ``G`` is its ``(C, P)`` gradient matrix: with
+``R = sum(logits)`` (no loss), ``dR/dW`` of every Conv / Linear layer in ``model.modules()`` order (zeros
+for one the forward did not reach) reshaped to ``(C, -1)`` and concatenated along columns, ``C`` the
+network's width (``rows``; default the gcd of the Conv layers' output channels: ``C`` on NB201 and DARTS):
+
+================  =======================================================================================
+``gradnorm``      ``||G||_F``: one global norm of the logit-sum gradient (original: one norm per layer of
+                  ``dL/dW``, summed).
+``jacob_cov``     ``-sum log(e + 1e-8) + 1/(e + 1e-8)`` over the eigenvalues of ``corrcoef`` of the ``C``
+                  rows of ``G`` (original: per-sample input Jacobians, ``1e-5``). The code takes a complex
+                  eigendecomposition; here the symmetric one, eigenvalues clamped at 0 as ``jacob_cov``.
+``ntk``           condition number of ``G G^T`` (``C x C``, channel by channel; original: TE-NAS's
+                  per-sample NTK); ``lambda_min`` clamped as ``ntk`` (the code divides by it as is).
+``synflow``       ``synflow(bn=True)``: the BatchNorms kept (eval mode, abs running statistics).
+================  =======================================================================================
+
+snip, grasp and linear_regions are the same formulas (in eval mode); fisher is not in that code and
+keeps its definition. Over several batches that code pools all batches into one ``G`` (gradnorm: the
+norm of the stacked matrices), where a criterion averages per-batch similarities.
 
 "Conv / Linear layers": modules that are instances of ``nn.Conv1d/2d/3d`` (any ``_ConvNd``) or
 ``nn.Linear``; a weight shared by several layers counts once. Layers the forward did not reach (an
@@ -89,7 +116,14 @@ __all__ = [
     "jacob_cov",
     "ntk",
     "linear_regions",
+    "fisher",
+    "gradnorm_code",
+    "jacob_cov_code",
+    "ntk_code",
+    "synflow_code",
     "PROXIES",
+    "CODE_PROXIES",
+    "CONVENTIONS",
     "compute_proxy",
     "proxy_similarity",
     "prunable_layers",
@@ -111,24 +145,22 @@ def prunable_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (_ConvNd, nn.Linear)) and getattr(m, "weight", None) is not None]
 
 
-def _param_names(model: nn.Module) -> dict[int, str]:
-    return {id(p): name for name, p in model.named_parameters()}
-
-
-def _prunable_weight_names(model: nn.Module) -> list[str]:
-    names = _param_names(model)
-    out: list[str] = []
-    for m in prunable_layers(model):
-        n = names.get(id(m.weight))
-        if n is not None and n not in out:
-            out.append(n)
-    return out
+def _prunable_weight_names(tensors: dict[str, Tensor], model: nn.Module) -> list[str]:
+    """The names (keys of ``tensors``, as :func:`_swapped` yields them) of the Conv/Linear weights, a
+    shared weight once, in ``model.modules()`` order."""
+    by_id = {id(t): n for n, t in tensors.items()}  # the replacements: one object per original tensor
+    names = (by_id.get(id(m.weight)) for m in prunable_layers(model))
+    return list(dict.fromkeys(n for n in names if n is not None))
 
 
 @contextmanager
 def _swapped(model: nn.Module, *, dtype: torch.dtype | None = None, absolute: bool = False) -> Iterator[dict[str, Tensor]]:
     """Temporarily replace every parameter by a detached leaf (sharing storage unless converted) and
-    every buffer by a copy; yields the replacements by parameter / buffer name. Restored on exit."""
+    every buffer by a copy; yields the replacements by parameter / buffer name (the first name of a
+    shared tensor, as ``named_parameters``). Restored on exit.
+
+    One walk over ``named_modules`` does it all: on a supernet (thousands of modules, most of them ops
+    the current path does not run) each further walk costs as much as a small forward."""
 
     def convert(t: Tensor, copy: bool) -> Tensor:
         r = t.detach()
@@ -141,11 +173,11 @@ def _swapped(model: nn.Module, *, dtype: torch.dtype | None = None, absolute: bo
             r = r.clone()
         return r
 
-    names = [(n, t) for n, t in model.named_parameters()] + [(n, t) for n, t in model.named_buffers()]
     repl: dict[int, Tensor] = {}
+    named: dict[str, Tensor] = {}
     saved: list[tuple[dict[str, Any], str, Tensor]] = []
     try:
-        for mod in model.modules():  # each module object once, however often it is registered
+        for prefix, mod in model.named_modules():  # each module object once, however often it is registered
             for store, is_param in ((mod._parameters, True), (mod._buffers, False)):
                 for k, t in list(store.items()):
                     if t is None:
@@ -153,9 +185,10 @@ def _swapped(model: nn.Module, *, dtype: torch.dtype | None = None, absolute: bo
                     r = repl.get(id(t))
                     if r is None:
                         r = repl[id(t)] = convert(t, copy=not is_param)
+                        named[f"{prefix}.{k}" if prefix else k] = r
                     saved.append((store, k, t))
                     store[k] = r
-        yield {n: repl[id(t)] for n, t in names}
+        yield named
     finally:
         for store, k, t in reversed(saved):
             store[k] = t
@@ -197,11 +230,19 @@ def _finite(v: float, name: str) -> float:
 
 
 def _weights_and_loss(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, names: list[str], tensors: dict[str, Tensor]
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, tensors: dict[str, Tensor], who: str
 ) -> tuple[list[Tensor], Tensor]:
-    ws = [tensors[n].requires_grad_(True) for n in names]
+    """The Conv/Linear weights (replacements, now requiring grad) and the loss on ``(x, y)``."""
+    ws = _layer_weights(tensors, model, who)
     loss = loss_fn(_logits(model(x)), y)
     return ws, loss
+
+
+def _layer_weights(tensors: dict[str, Tensor], model: nn.Module, who: str) -> list[Tensor]:
+    names = _prunable_weight_names(tensors, model)
+    if not names:
+        raise DegenerateProxyError(f"{who}: the model has no Conv/Linear layer")
+    return [tensors[n].requires_grad_(True) for n in names]
 
 
 def _need_y(y: Tensor | None, name: str) -> Tensor:
@@ -217,11 +258,8 @@ def gradnorm(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: Loss
     """Sum over Conv/Linear layers of the L2 norm of ``dL/dW`` (Abdelfattah et al. 2021)."""
     _check_batch(x)
     y = _need_y(y, "gradnorm")
-    names = _prunable_weight_names(model)
-    if not names:
-        raise DegenerateProxyError("gradnorm: the model has no Conv/Linear layer")
     with _seeded(x, seed), _swapped(model) as tensors:
-        ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+        ws, loss = _weights_and_loss(model, x, y, loss_fn, tensors, "gradnorm")
         grads = torch.autograd.grad(loss, ws, allow_unused=True)
     total = sum(float(g.double().norm()) for g in grads if g is not None)
     return _finite(total, "gradnorm")
@@ -231,11 +269,8 @@ def snip(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn =
     """``sum |W * dL/dW|`` over Conv/Linear weights (SNIP saliency, Abdelfattah et al. 2021)."""
     _check_batch(x)
     y = _need_y(y, "snip")
-    names = _prunable_weight_names(model)
-    if not names:
-        raise DegenerateProxyError("snip: the model has no Conv/Linear layer")
     with _seeded(x, seed), _swapped(model) as tensors:
-        ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+        ws, loss = _weights_and_loss(model, x, y, loss_fn, tensors, "snip")
         grads = torch.autograd.grad(loss, ws, allow_unused=True)
     total = sum(float((w.detach().double() * g.double()).abs().sum()) for w, g in zip(ws, grads) if g is not None)
     return _finite(total, "snip")
@@ -245,15 +280,12 @@ def grasp(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn 
     """``-sum W * (H g)`` over Conv/Linear weights, ``g = dL/dW`` (GraSP, Abdelfattah et al. 2021)."""
     _check_batch(x)
     y = _need_y(y, "grasp")
-    names = _prunable_weight_names(model)
-    if not names:
-        raise DegenerateProxyError("grasp: the model has no Conv/Linear layer")
     with _seeded(x, seed):
         with _swapped(model) as tensors:
-            ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+            ws, loss = _weights_and_loss(model, x, y, loss_fn, tensors, "grasp")
             g = [gi.detach() if gi is not None else None for gi in torch.autograd.grad(loss, ws, allow_unused=True)]
         with _swapped(model) as tensors:  # fresh buffers: the second pass sees the same BN state as the first
-            ws, loss = _weights_and_loss(model, x, y, loss_fn, names, tensors)
+            ws, loss = _weights_and_loss(model, x, y, loss_fn, tensors, "grasp")
         gf = torch.autograd.grad(loss, ws, create_graph=True, allow_unused=True)
         z = None
         for gi, gfi in zip(g, gf):
@@ -304,12 +336,9 @@ def synflow(
     (default, as the authors' code) makes every BatchNorm the identity; ``bn=True`` keeps them (eval
     mode, abs running statistics). ``log=True``: return ``log(score)``."""
     _check_batch(x)
-    names = _prunable_weight_names(model)
-    if not names:
-        raise DegenerateProxyError("synflow: the model has no Conv/Linear layer")
     ones = torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device)
     with _seeded(x, seed), _swapped(model, dtype=torch.float64, absolute=True) as tensors, _bn_identity(model, identity=not bn):
-        ws = [tensors[n].requires_grad_(True) for n in names]
+        ws = _layer_weights(tensors, model, "synflow")
         r = _logits(model(ones)).sum()
         if not torch.isfinite(r):
             raise DegenerateProxyError(f"synflow: R = sum(output) = {float(r.detach())} overflows float64")
@@ -339,15 +368,19 @@ def jacob_cov(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: Los
         (jac,) = torch.autograd.grad(out, xi, grad_outputs=torch.ones_like(out), allow_unused=True)
     if jac is None:
         raise DegenerateProxyError("jacob_cov: the output does not depend on the input")
-    j = jac.reshape(jac.shape[0], -1).detach().double().cpu().numpy()
+    return _correlation_score(jac.reshape(jac.shape[0], -1), 1e-5, "jacob_cov", "Jacobian")
+
+
+def _correlation_score(rows: Tensor, eps: float, who: str, what: str) -> float:
+    """``-sum log(e + eps) + 1/(e + eps)`` over the eigenvalues ``e`` (clamped at 0: the matrix is PSD, a
+    negative one is round-off) of the correlation matrix of the rows ``(n, P)``; a constant row raises."""
+    j = rows.detach().double().cpu().numpy()
     std = j.std(axis=1)
-    if (std <= 1e-12 * max(1.0, float(np.abs(j).max()))).any():
-        bad = np.flatnonzero(std <= 1e-12 * max(1.0, float(np.abs(j).max()))).tolist()
-        raise DegenerateProxyError(f"jacob_cov: constant Jacobian row(s) {bad}: correlation undefined")
-    c = np.corrcoef(j)
-    e = np.clip(np.linalg.eigvalsh(c), 0.0, None)
-    k = 1e-5
-    return _finite(float(-np.sum(np.log(e + k) + 1.0 / (e + k))), "jacob_cov")
+    bad = np.flatnonzero(std <= 1e-12 * max(1.0, float(np.abs(j).max()))).tolist()
+    if bad:
+        raise DegenerateProxyError(f"{who}: constant {what} row(s) {bad}: correlation undefined")
+    e = np.clip(np.linalg.eigvalsh(np.corrcoef(j)), 0.0, None)
+    return _finite(float(-np.sum(np.log(e + eps) + 1.0 / (e + eps))), who)
 
 
 def ntk(
@@ -388,12 +421,18 @@ def ntk(
                 gs = torch.autograd.grad(out[i].sum(), ws, retain_graph=i < n - 1, allow_unused=True)
                 rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).double() for g, w in zip(gs, ws)]))
             jm = torch.stack(rows)
-    e = torch.linalg.eigvalsh(jm @ jm.T).cpu().numpy()
+    return _condition_number(jm, ntk_floor, "ntk")
+
+
+def _condition_number(rows: Tensor, floor: float, who: str) -> float:
+    """``lambda_max / lambda_min`` of the Gram matrix ``rows rows^T`` (float64), ``lambda_min`` clamped at
+    ``lambda_max * floor``; all-zero rows raise."""
+    e = torch.linalg.eigvalsh(rows @ rows.T).cpu().numpy()
     lmax = float(e[-1])
     if not lmax > 0.0:
-        raise DegenerateProxyError("ntk: every gradient is zero (empty NTK)")
-    lmin = max(float(e[0]), lmax * ntk_floor)
-    return _finite(lmax / lmin, "ntk")
+        raise DegenerateProxyError(f"{who}: every gradient is zero (empty NTK)")
+    lmin = max(float(e[0]), lmax * floor)
+    return _finite(lmax / lmin, who)
 
 
 def linear_regions(
@@ -430,8 +469,119 @@ def linear_regions(
     return count / x.shape[0] if normalise else float(count)
 
 
+# ---- fisher -------------------------------------------------------------------------------------
+
+
+def fisher(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn = F.cross_entropy, *, seed: int | None = 0) -> float:
+    """Fisher (Turner et al. 2020, as Abdelfattah et al. 2021's code): for every Conv/Linear layer ``l``
+    with output ``a`` ``(N, K, ...)`` (bias included) and its loss gradient ``g = dL/da``, the per-channel
+    ``F_lk = 0.5 * mean_n (sum_spatial a * g)_nk ** 2``; score ``sum_l prod(W_l.shape[1:]) * sum_k F_lk``
+    (that code spreads each channel's value over the channel's weights, then sums them). A layer called
+    several times adds one term per call (that code keeps only the last call's output); a layer the
+    forward did not reach adds nothing."""
+    _check_batch(x)
+    y = _need_y(y, "fisher")
+    acts: list[tuple[nn.Module, Tensor]] = []
+
+    def hook(mod: nn.Module, inp: Any, out: Tensor) -> Tensor:
+        acts.append((mod, out))
+        return out.clone()  # what follows may work in place (ReLU(inplace=True)); ``out`` stays the layer's
+
+    layers = prunable_layers(model)
+    if not layers:
+        raise DegenerateProxyError("fisher: the model has no Conv/Linear layer")
+    handles = [m.register_forward_hook(hook) for m in set(layers)]
+    try:
+        with _seeded(x, seed), _swapped(model) as tensors:
+            _layer_weights(tensors, model, "fisher")  # the outputs join the graph even when x does not need grad
+            loss = loss_fn(_logits(model(x)), y)
+            grads = torch.autograd.grad(loss, [a for _, a in acts], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    total = 0.0
+    for (mod, a), g in zip(acts, grads):
+        if g is None:
+            continue
+        ag = (a.detach().double() * g.double())
+        g_nk = ag.sum(tuple(range(2, ag.dim()))) if ag.dim() > 2 else ag
+        per_channel = 0.5 * g_nk.pow(2).mean(0)
+        total += float(per_channel.sum()) * math.prod(mod.weight.shape[1:])
+    return _finite(total, "fisher")
+
+
+# ---- the ZC-split paper's code (convention="zc-split-code") --------------------------------------
+
+
+def _code_rows(model: nn.Module, x: Tensor, rows: int | None, who: str) -> Tensor:
+    """The ZC-split code's gradient matrix: ``R = sum(logits)``; for every Conv/Linear layer in
+    ``model.modules()`` order ``dR/dW`` (zeros for a layer the forward did not reach) reshaped to
+    ``(rows, -1)``, concatenated along columns: ``(rows, P)`` float64. ``rows`` defaults to the greatest
+    common divisor of the Conv layers' output channels (NB201 and DARTS: the width ``C``, the code's
+    ``net._C``; the stem's ``3C`` of DARTS would not divide its ``C x C`` convolutions)."""
+    layers = prunable_layers(model)
+    if not layers:
+        raise DegenerateProxyError(f"{who}: the model has no Conv/Linear layer")
+    if rows is None:
+        convs = [m for m in layers if isinstance(m, _ConvNd)] or layers
+        rows = math.gcd(*(int(m.weight.shape[0]) for m in convs))
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"{who}: rows must be an int >= 1, got {rows!r}")
+    for m in layers:
+        if m.weight.numel() % rows:
+            raise ValueError(f"{who}: rows={rows} does not divide the {tuple(m.weight.shape)} weight of "
+                             f"{type(m).__name__}; pass rows= (the code uses the network's C)")
+    with _swapped(model) as tensors:
+        by_id = {id(t): t for t in tensors.values()}
+        ws = [by_id[id(m.weight)].requires_grad_(True) for m in layers]
+        out = _logits(model(x))
+        uniq = list({id(w): w for w in ws}.values())
+        gs = dict(zip(map(id, uniq), torch.autograd.grad(out.sum(), uniq, allow_unused=True)))
+    return torch.cat([(gs[id(w)] if gs[id(w)] is not None else torch.zeros_like(w)).detach().double().reshape(rows, -1)
+                      for w in ws], 1)
+
+
+def gradnorm_code(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn | None = None, *,
+                  rows: int | None = None, seed: int | None = 0) -> float:
+    """ZC-split code: one Frobenius norm of ``dR/dW`` over all Conv/Linear weights, ``R = sum(logits)``
+    (no loss; the original sums one norm per layer of ``dL/dW``). ``rows`` only checks the code's reshape."""
+    _check_batch(x)
+    with _seeded(x, seed):
+        g = _code_rows(model, x, rows, "gradnorm")
+    return _finite(float(torch.linalg.vector_norm(g)), "gradnorm")
+
+
+def jacob_cov_code(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn | None = None, *,
+                   rows: int | None = None, seed: int | None = 0) -> float:
+    """ZC-split code: ``-sum log(e + 1e-8) + 1/(e + 1e-8)`` over the eigenvalues of the correlation
+    matrix of the ``rows`` rows of the weight-gradient matrix of :func:`_code_rows` (the original: the
+    per-sample input Jacobians, offset 1e-5)."""
+    _check_batch(x)
+    with _seeded(x, seed):
+        g = _code_rows(model, x, rows, "jacob_cov")
+    return _correlation_score(g, 1e-8, "jacob_cov", "weight-gradient")
+
+
+def ntk_code(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn | None = None, *,
+             rows: int | None = None, ntk_floor: float = 1e-12, seed: int | None = 0) -> float:
+    """ZC-split code: condition number of the ``rows x rows`` Gram matrix of the weight-gradient matrix of
+    :func:`_code_rows` (the batch-summed logit gradient cut into rows, not TE-NAS's per-sample NTK);
+    ``lambda_min`` clamped at ``lambda_max * ntk_floor`` (the code divides by it as is)."""
+    _check_batch(x)
+    with _seeded(x, seed):
+        g = _code_rows(model, x, rows, "ntk")
+    return _condition_number(g, ntk_floor, "ntk")
+
+
+def synflow_code(model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn | None = None, *,
+                 log: bool = False, seed: int | None = 0) -> float:
+    """ZC-split code: SynFlow with the BatchNorms kept (eval mode, abs running statistics): ``synflow(bn=True)``."""
+    return synflow(model, x, y, loss_fn, bn=True, log=log, seed=seed)
+
+
 # ---- registry and similarity --------------------------------------------------------------------
 
+#: the original papers' definitions (``convention="original"``)
 PROXIES: dict[str, Callable[..., float]] = {
     "gradnorm": gradnorm,
     "snip": snip,
@@ -440,14 +590,51 @@ PROXIES: dict[str, Callable[..., float]] = {
     "jacob_cov": jacob_cov,
     "ntk": ntk,
     "linear_regions": linear_regions,
+    "fisher": fisher,
+}
+
+#: ``convention="zc-split-code"``: the ZC-split paper's released code (brain-bzh/metric_driven_few_shot_nas);
+#: snip, grasp, linear_regions and fisher (which that code lacks) keep the original definition.
+CODE_PROXIES: dict[str, Callable[..., float]] = {
+    **PROXIES,
+    "gradnorm": gradnorm_code,
+    "synflow": synflow_code,
+    "jacob_cov": jacob_cov_code,
+    "ntk": ntk_code,
+}
+
+#: name -> (proxies, runs the model in eval mode)
+CONVENTIONS: dict[str, tuple[dict[str, Callable[..., float]], bool]] = {
+    "original": (PROXIES, False),
+    "zc-split-code": (CODE_PROXIES, True),
 }
 
 
-def compute_proxy(name: str, model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn = F.cross_entropy, **kw: Any) -> float:
-    """``PROXIES[name](model, x, y, loss_fn, **kw)``."""
-    if name not in PROXIES:
-        raise ValueError(f"proxy: unknown {name!r}; expected one of {sorted(PROXIES)}")
-    return PROXIES[name](model, x, y, loss_fn, **kw)
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every module in eval mode (BatchNorm: running statistics), as the ZC-split code's networks."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def compute_proxy(name: str, model: nn.Module, x: Tensor, y: Tensor | None = None, loss_fn: LossFn = F.cross_entropy,
+                  *, convention: str = "original", **kw: Any) -> float:
+    """The proxy ``name`` of ``convention`` (module docstring): ``original`` runs ``PROXIES[name]`` in the
+    model's current mode; ``zc-split-code`` runs ``CODE_PROXIES[name]`` with every module in eval mode."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: unknown {convention!r}; expected one of {list(CONVENTIONS)}")
+    table, evaluate = CONVENTIONS[convention]
+    if name not in table:
+        raise ValueError(f"proxy: unknown {name!r}; expected one of {sorted(table)}")
+    if not evaluate:
+        return table[name](model, x, y, loss_fn, **kw)
+    with _eval_mode(model):
+        return table[name](model, x, y, loss_fn, **kw)
 
 
 def proxy_similarity(values: Sequence[float] | np.ndarray | Tensor, reference: float | None = None) -> np.ndarray:

@@ -9,7 +9,9 @@ from lidsplit.common.errors import ConfigError, RunMismatchError
 from lidsplit.common.rundir import StateFormat
 from lidsplit.pipeline.config import PRESET_KEYS
 from lidsplit.pipeline.stages.base import Stage
+from lidsplit.split.criteria.registry import resolve_name
 from lidsplit.split.policy import rounds
+from lidsplit.split.proxies import PROXIES
 from lidsplit.split.run import FORMAT, VERSION, SplitRunError
 from lidsplit.split.schedule import preset
 from lidsplit.split.tree import SplitTree
@@ -40,11 +42,17 @@ class SplitStage(Stage):
             protocol = {k: getattr(s, k) for k in PRESET_KEYS}
         else:
             protocol = preset(s.preset, s.base_epochs, rounds(s.rounds)).run_kwargs()
+        # the convention reaches the proxy criteria only: other criteria take no such option
+        options = ({"convention": s.proxy_convention} if s.proxy_convention != "original" else None)
+        if options and resolve_name(s.criterion) not in PROXIES:
+            raise ConfigError(f"split.proxy_convention: {s.proxy_convention!r} applies to the zero-cost-proxy "
+                              f"criteria {sorted(PROXIES)}, not to {s.criterion!r}")
         try:
             tree = lidsplit.run_split(
                 p.build_model(), p.data, s.criterion, s.rounds, train=p.train_hparams(),
                 batch_size=cfg.data.batch_size, batches=s.batches, seed=p.seed, run_dir=self.dir,
-                progress=p.progress, nproc=cfg.train.nproc, executor=p.executor, **protocol,
+                progress=p.progress, criterion_options=options, nproc=cfg.train.nproc, executor=p.executor,
+                **protocol,
             )
         except SplitRunError as e:
             raise ConfigError(str(e)) from e

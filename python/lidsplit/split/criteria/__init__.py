@@ -9,7 +9,7 @@ One module per family, each registering its names (:mod:`~lidsplit.split.criteri
 - :mod:`~lidsplit.split.criteria.lid`: ``lid`` (NAS-LID), :func:`lid_profiles`, :func:`lid_similarity`;
 - :mod:`~lidsplit.split.criteria.gm`: ``gm`` (GM-NAS, gradient matching);
 - :mod:`~lidsplit.split.criteria.proxy`: the zero-cost proxies (``gradnorm``, ``snip``, ``grasp``,
-  ``synflow``, ``jacob_cov``, ``ntk``, ``linear_regions``);
+  ``synflow``, ``jacob_cov``, ``ntk``, ``linear_regions``, ``fisher``);
 - :mod:`~lidsplit.split.criteria.baselines`: ``exhaustive`` (few-shot NAS) and ``random``.
 
 Build one by name with :func:`make_criterion`; :func:`criterion_names` lists the registered names.

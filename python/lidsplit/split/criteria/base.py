@@ -6,7 +6,7 @@ A criterion gives, for one edge of one sub-supernet, an ``n x n`` similarity mat
 sub-supernets (plus what was measured, for reports). To add one, subclass :class:`Criterion`, implement
 :meth:`Criterion._measure` (one batch) and register it (:mod:`lidsplit.split.criteria.registry`).
 
-The other edges (``others``): ``"path"`` (default of ``lid`` and ``gm``, the authors' codes): per batch
+The other edges (``others``): ``"path"`` (default of ``lid``, ``gm`` (the authors' codes) and the proxies): per batch
 ``r`` one architecture drawn uniformly inside the sub-supernet, shared by the n variants (only the
 target edge differs); ``"sum"``: the sum of their enabled ops (NAS-LID eq. 4); ``"weighted"``: a
 DARTS mixture with given architecture weights (``arch_weights``, softmax masked to the sub-supernet).
