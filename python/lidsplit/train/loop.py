@@ -354,6 +354,32 @@ def _path_step(model: nn.Module, arch: tuple[int, ...], optimizer: torch.optim.O
     return lv
 
 
+def _start_optimizer(model: nn.Module, cfg: TrainConfig, state: dict[str, Any] | None) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg``, started from a copy of ``state`` when given (the optimiser adopts the
+    tensors it is given and updates them in place: siblings must not share their parent's)."""
+    optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        try:
+            optimizer.load_state_dict(copy.deepcopy(state))
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"optimizer_state: does not fit this model's {cfg.optimizer} optimiser ({e})") from e
+    return optimizer
+
+
+def _open_parallel(stack: ExitStack, model: nn.Module, parallel: DataParallel | None, device: torch.device,
+                   position: tuple[int, int, int], ck_path: Path | None) -> tuple[nn.Module | None, StepReducer | None]:
+    """The DDP-wrapped model (kept open on ``stack``) and the step reducer of a data-parallel training, after
+    checking that every rank starts at the same ``(epoch, batch, step)``; ``(None, None)`` in one process."""
+    if parallel is None:
+        return None, None
+    dp_net = stack.enter_context(data_parallel_model(model, parallel))
+    reducer = StepReducer(parallel, device)
+    if not reducer.agree(position):
+        raise DataParallelError(f"data-parallel ranks start this training at different steps (rank {parallel.rank}: "
+                                f"step {position[2]}); the checkpoint {ck_path} must be on a file system every rank sees")
+    return dp_net, reducer
+
+
 def train_subsupernet(
     model: nn.Module,
     sub: SubSupernet,
@@ -409,12 +435,7 @@ def train_subsupernet(
     progress = progress and is_main
     stop = cfg.epochs if stop_after is None else min(int(stop_after), cfg.epochs)
     device = model_device(model)
-    optimizer = make_optimizer(model, cfg)
-    if optimizer_state is not None:
-        try:  # a copy: the optimiser adopts the tensors it is given and updates them in place
-            optimizer.load_state_dict(copy.deepcopy(optimizer_state))
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"optimizer_state: does not fit this model's {cfg.optimizer} optimiser ({e})") from e
+    optimizer = _start_optimizer(model, cfg, optimizer_state)
     path_gen = torch.Generator().manual_seed(derive_seed("train_subsupernet.paths", cfg.seed))
     identity = _identity(model, sub, cfg, loader)
     ck_path = Path(checkpoint) if checkpoint is not None else None
@@ -453,11 +474,7 @@ def train_subsupernet(
     model.train()
     wrapping = ExitStack()
     try:
-        dp_net = wrapping.enter_context(data_parallel_model(model, parallel)) if parallel is not None else None
-        reducer = StepReducer(parallel, device) if parallel is not None else None
-        if reducer is not None and not reducer.agree((epoch, batch, step)):
-            raise DataParallelError(f"data-parallel ranks start this training at different steps (rank {parallel.rank}: "
-                                    f"step {step}); the checkpoint {ck_path} must be on a file system every rank sees")
+        dp_net, reducer = _open_parallel(wrapping, model, parallel, device, (epoch, batch, step), ck_path)
         epoch_bar = progress_bar(range(epoch, stop), enabled=progress and stop - epoch > 1, desc="epochs",
                                  initial=epoch, total=stop)
         for _ in epoch_bar:
