@@ -2,8 +2,7 @@
 # Wheels that install elsewhere (README, "Wheels"). Run by .ci/run inside its venv, or by hand:
 #   .ci/wheels.sh [CUDA_BUILD_DIR]
 # 1. the CPU-only wheel (LIDSPLIT_CUDA=OFF) and, where nvcc is found, the CUDA wheel (LIDSPLIT_CUDA=ON,
-#    static CUDA runtime); CUDA_BUILD_DIR: a scikit-build-core build tree to reuse (.ci/run passes the
-#    README install's, built in the same venv without isolation, so the kernels are compiled once);
+#    static CUDA runtime); CUDA_BUILD_DIR: a scikit-build-core build tree to reuse (default: a new one);
 # 2. `auditwheel repair` to a manylinux tag, libgomp excluded: torch's wheel ships libgomp.so.1 and
 #    loads it first, so the extension shares torch's OpenMP runtime (one per process, checked in 4);
 # 3. `readelf -d` on every extension: torch's and CUDA's shared libraries (libtorch*, libc10*,
@@ -11,7 +10,7 @@
 # 4. a fresh venv with nothing but the repaired CPU wheel and its dependencies, from outside the
 #    checkout: the ops run and agree with the pure-torch reference (.ci/wheel_smoke.py); then the CUDA
 #    wheel in its place: it imports and runs on a machine without a GPU or driver.
-# Added CI time, measured once on the shared 2-core machine at load average 5-21: 776 s (CPU wheel,
+# Added CI time: see the end of .ci/run's output ("wheels finished in N s"). Measured once at load 5-21: 776 s (CPU wheel,
 # isolated build 389 s; CUDA wheel reusing the kernels 31 s; fresh venv with torch + smoke tests 345 s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
